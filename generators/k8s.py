@@ -1,0 +1,66 @@
+"""Small helpers for the Kubernetes objects targets return (metadata, ConfigMaps, checksums, YAML)."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from .bundle import checksum
+from .profile import Profile
+
+CHECKSUM_ANNOTATION = "perfstack.io/config-checksum"
+
+
+def labels(profile: Profile, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/part-of": "perfstack",
+        "app.kubernetes.io/managed-by": "perfstack",
+        "perfstack.io/environment": profile.environment,
+    }
+
+
+def metadata(profile: Profile, name: str, component: str, extra_labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": profile.namespace,
+                            "labels": {**labels(profile, component), **(extra_labels or {})}}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def config_map(profile: Profile, name: str, component: str, data: dict[str, str],
+               extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": metadata(profile, name, component, extra_labels), "data": dict(sorted(data.items()))}
+
+
+def checksum_of(data: dict[str, str]) -> str:
+    """The checksum a pod template carries of the config it mounts: a change rolls the pods."""
+    return checksum("\0".join(f"{k}={data[k]}" for k in sorted(data)))
+
+
+def object_filename(obj: dict[str, Any]) -> str:
+    kind = obj["kind"].lower()
+    name = re.sub(r"[^a-z0-9.-]", "-", obj["metadata"]["name"].lower())
+    return f"{kind}-{name}.yaml"
+
+
+def to_yaml(obj: dict[str, Any]) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    stream = io.StringIO()
+    yaml.dump(_sorted(obj), stream)
+    return stream.getvalue()
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value

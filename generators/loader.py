@@ -1,0 +1,236 @@
+"""Read profile YAML into plain data plus the source location of every key.
+
+The loader only reads and returns data; `profile.load_profile` validates it. Overlays follow one
+explicit order: a profile's `extends:` parent first, then the profile itself on top (mappings
+merge deeply, scalars and lists replace).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import Problem, ProfileError
+
+# Hostile-input bounds: a profile is a few hundred lines written by people.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 20_000
+MAX_DEPTH = 32
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+    column: int
+
+
+@dataclass
+class Source:
+    """Plain data of a merged profile and where each key was written."""
+
+    data: dict[str, Any]
+    locations: dict[Path_, Location] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def locate(self, path: Path_) -> Location | None:
+        """The location of a key, or of its nearest written ancestor."""
+        path = tuple(path)
+        while True:
+            if path in self.locations:
+                return self.locations[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+
+def display_path(path: Path) -> str:
+    """A path as users typed it: relative to the working folder when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def dotted(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _fail(file: str, message: str, line: int | None = None, column: int | None = None, key: str = "") -> ProfileError:
+    return ProfileError([Problem(message=message, file=file, line=line, column=column, key=key)])
+
+
+def _read_yaml(path: Path, shown: str) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _fail(shown, f"cannot read profile: {exc.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise _fail(shown, f"profile is {size} bytes; profiles are limited to {MAX_FILE_BYTES} bytes", line=1)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line=line) from None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise _fail(shown, f"YAML syntax error: {problem}", line=line, column=column) from None
+    except YAMLError as exc:
+        raise _fail(shown, f"YAML error: {exc}") from None
+    except RecursionError:
+        raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels") from None
+
+
+class _Plainer:
+    """Turn ruamel's round-trip nodes into plain Python data, recording locations, with bounds."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.nodes = 0
+        self.locations: dict[Path_, Location] = {}
+
+    def convert(self, node: Any, path: Path_, depth: int, line: int, column: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _fail(self.shown, f"profile expands to more than {MAX_NODES} values (aliases or anchors repeated?)",
+                        line=line, column=column, key=dotted(path))
+        if depth > MAX_DEPTH:
+            raise _fail(self.shown, f"nested deeper than {MAX_DEPTH} levels", line=line, column=column, key=dotted(path))
+        if isinstance(node, CommentedMap):
+            out: dict[str, Any] = {}
+            for key in node:
+                kline, kcol = node.lc.key(key)
+                if not isinstance(key, str):
+                    raise _fail(self.shown, f"keys must be text, got {key!r}", line=kline + 1, column=kcol + 1,
+                                key=dotted(path))
+                sub = path + (key,)
+                self.locations[sub] = Location(self.shown, kline + 1, kcol + 1)
+                out[key] = self.convert(node[key], sub, depth + 1, kline + 1, kcol + 1)
+            return out
+        if isinstance(node, CommentedSeq):
+            items = []
+            for index, item in enumerate(node):
+                try:
+                    iline, icol = node.lc.item(index)
+                except (KeyError, TypeError, IndexError):
+                    iline, icol = line - 1, column - 1
+                sub = path + (index,)
+                self.locations[sub] = Location(self.shown, iline + 1, icol + 1)
+                items.append(self.convert(item, sub, depth + 1, iline + 1, icol + 1))
+            return items
+        if node is None or isinstance(node, (bool, int, float, str)):
+            if isinstance(node, str):
+                return str(node)
+            if isinstance(node, bool):
+                return bool(node)
+            if isinstance(node, int):
+                return int(node)
+            if isinstance(node, float):
+                return float(node)
+            return node
+        tag = getattr(getattr(node, "tag", None), "value", None) or type(node).__name__
+        raise _fail(self.shown, f"unsupported YAML value of type {tag}: profiles hold only mappings, lists, "
+                    "text, numbers and booleans", line=line, column=column, key=dotted(path))
+
+
+def resolve_profile_path(name: str, profiles_dir: Path) -> Path:
+    """ENV is a profile name under profiles_dir or a path to a YAML file."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or "/" in name:
+        return candidate
+    for suffix in (".yaml", ".yml"):
+        path = profiles_dir / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return profiles_dir / f"{name}.yaml"
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge deeply; scalars and lists replace."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _drop_locations_under(locations: dict[Path_, Location], prefix: Path_) -> None:
+    for path in [p for p in locations if p[: len(prefix)] == prefix and len(p) > len(prefix)]:
+        del locations[path]
+
+
+def _known_profiles(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.y*ml"))
+
+
+def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
+    """Load one profile file and its `extends:` parents into merged plain data."""
+    shown = display_path(path)
+    resolved = path.resolve()
+    if not path.exists():
+        raise _fail(shown, "profile not found")
+    document = _read_yaml(path, shown)
+    if document is None:
+        raise _fail(shown, "profile is empty: expected a mapping with at least `environment` or `extends`", line=1)
+    if not isinstance(document, CommentedMap):
+        raise _fail(shown, f"a profile must be a mapping of keys, got {type(document).__name__}", line=1)
+    plainer = _Plainer(shown)
+    data = plainer.convert(document, (), 0, 1, 1)
+    locations = plainer.locations
+    files = [shown]
+
+    parent_name = data.pop("extends", None)
+    if parent_name is None:
+        return Source(data=data, locations=locations, files=files)
+    where = locations.get(("extends",))
+    line = where.line if where else None
+    if not isinstance(parent_name, str) or not parent_name:
+        raise _fail(shown, "extends must name another profile in the same folder", line=line, key="extends")
+    parent_path = path.parent / f"{parent_name.removesuffix('.yaml')}.yaml"
+    chain = _chain + (resolved,)
+    if parent_path.resolve() in chain:
+        cycle = " -> ".join(p.stem for p in chain + (parent_path.resolve(),))
+        raise _fail(shown, f"extends cycle: {cycle}", line=line, key="extends")
+    if not parent_path.exists():
+        known = _known_profiles(path.parent)
+        hint = difflib.get_close_matches(parent_name, known, n=1)
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (profiles here: {', '.join(known) or 'none'})"
+        raise _fail(shown, f"extends unknown profile '{parent_name}': no {display_path(parent_path)}{suggestion}",
+                    line=line, key="extends")
+    parent = load_source(parent_path, chain)
+    merged_locations = dict(parent.locations)
+    for key_path, value in _walk_replaced(data):
+        _drop_locations_under(merged_locations, key_path)
+    merged_locations.update(locations)
+    merged_locations.pop(("extends",), None)
+    return Source(data=deep_merge(parent.data, data), locations=merged_locations, files=parent.files + files)
+
+
+def _walk_replaced(data: dict[str, Any], prefix: Path_ = ()) -> list[tuple[Path_, Any]]:
+    """Paths whose overlay value replaces the parent's entirely (scalars and lists)."""
+    out: list[tuple[Path_, Any]] = []
+    for key, value in data.items():
+        path = prefix + (key,)
+        if isinstance(value, dict):
+            out.extend(_walk_replaced(value, path))
+        else:
+            out.append((path, value))
+    return out

@@ -1,0 +1,440 @@
+"""The performance profile: a typed model of every key in DESIGN.md, validated once, at the boundary.
+
+Sizes are bytes, durations milliseconds, ratios floats in [0, 1] (see `units`). Generators trust
+this model and never raise on user input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
+
+from . import units
+from .errors import Problem, ProfileError
+from .loader import Source, dotted, load_source, resolve_profile_path
+
+
+def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
+    def validate(value: object) -> object:
+        try:
+            return parser(value)
+        except units.UnitError as exc:
+            raise ValueError(str(exc)) from None
+
+    return BeforeValidator(validate), WithJsonSchema(schema)
+
+
+Size = Annotated[int, *_unit(units.parse_size, {
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$"},
+              {"type": "integer", "minimum": 0}],
+    "description": "a size: 512MB, 8GiB (kB/MB/GB are 1024-based, as in PostgreSQL); a bare integer is bytes"})]
+Duration = Annotated[int, *_unit(units.parse_duration, {
+    "anyOf": [{"type": "string", "pattern": r"^(0|\d+(\.\d+)?\s*(ms|s|min|m|h|d))$"}, {"const": 0}],
+    "description": "a duration: 150ms, 30s, 5m, 1h, 1d"})]
+Ratio = Annotated[float, *_unit(units.parse_ratio, {
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}],
+    "description": "a ratio: 0.7 or 70%"})]
+Percent = Annotated[int, *_unit(units.parse_percent, {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"type": "string", "pattern": r"^\d+%$"}],
+    "description": "a whole percentage: 70 or 70%"})]
+Count = Annotated[int, *_unit(units.parse_count, {
+    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?[KMBT]?$"}],
+    "description": "a count such as 8B (8 billion) or 70B"})]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ---------------------------------------------------------------- hardware
+class PostgresHardware(Strict):
+    memory: Size = Field(description="RAM of the PostgreSQL host (pgtune's totalMemory)")
+    cpus: PositiveInt | None = Field(None, le=1024, description="CPU count (pgtune's cpuNum); parallel settings need >= 4")
+    storage: Literal["hdd", "ssd", "san", "nvme"] = "ssd"
+    os: Literal["linux", "windows", "mac"] = "linux"
+    data_size: Size | None = Field(None, description="size of the data; compared with memory it picks pgtune's dbSize")
+
+
+class RedisHardware(Strict):
+    memory: Size
+    cpus: PositiveInt = 1
+
+
+class GpuHardware(Strict):
+    model: str = "H100"
+    memory: Size
+    count: PositiveInt = 1
+
+
+class Hardware(Strict):
+    postgres: PostgresHardware
+    redis: RedisHardware
+    gpu: GpuHardware | None = None
+
+
+# ---------------------------------------------------------------- postgres
+SettingValue = str | int | float | bool
+
+
+class Postgres(Strict):
+    version: int = Field(16, ge=10, le=18)
+    workload: Literal["web", "oltp", "dw", "desktop", "mixed"] = "web"
+    max_connections: PositiveInt | None = Field(None, le=262143)
+    superuser_reserved_connections: NonNegativeInt = Field(3, le=100)
+    statement_timeout: Duration = "30s"
+    lock_timeout: Duration = "10s"
+    idle_in_transaction_session_timeout: Duration = "1m"
+    log_min_duration_statement: Duration = "200ms"
+    settings: dict[str, SettingValue] = Field(default_factory=dict,
+                                              description="postgresql.conf overrides; they win over rules")
+
+
+# ---------------------------------------------------------------- pgbouncer
+class PgBouncer(Strict):
+    pool_mode: Literal["session", "transaction", "statement"] = "transaction"
+    max_client_conn: PositiveInt = 2000
+    default_pool_size: PositiveInt = 20
+    min_pool_size: NonNegativeInt = 5
+    reserve_pool_size: NonNegativeInt = 5
+    reserve_pool_timeout: Duration = "3s"
+    server_idle_timeout: Duration = "1m"
+    query_timeout: Duration = "35s"
+    replicas: PositiveInt = 2
+    auth_type: Literal["scram-sha-256", "md5", "cert", "hba", "plain", "trust"] = "scram-sha-256"
+    listen_addr: str = "0.0.0.0"
+    listen_port: int = Field(6432, ge=1, le=65535)
+    databases: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=lambda: ["app"], min_length=1, description="databases pooled, one pool each")
+    server_host: str = Field("postgres", description="host PgBouncer connects to")
+    server_port: int = Field(5432, ge=1, le=65535)
+    admin_users: list[str] = Field(default_factory=lambda: ["pgbouncer_admin"])
+    stats_users: list[str] = Field(default_factory=lambda: ["pgbouncer_stats"])
+    auth_user: str = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
+    client_tls: bool = Field(False, description="require TLS from clients (client_tls_sslmode)")
+
+    @model_validator(mode="after")
+    def _pools_ordered(self) -> PgBouncer:
+        if self.min_pool_size > self.default_pool_size:
+            raise ValueError(f"min_pool_size {self.min_pool_size} exceeds default_pool_size {self.default_pool_size}")
+        return self
+
+
+# ---------------------------------------------------------------- redis
+class Redis(Strict):
+    role: Literal["cache", "queue"] = "cache"
+    maxmemory: Size | Ratio = Field(0.75, description="a size (6GiB) or a share of hardware.redis.memory (75%)")
+    maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                              "volatile-lfu", "volatile-random", "volatile-ttl"] = "allkeys-lru"
+    persistence: Literal["none", "rdb", "aof"] = "none"
+    timeout: Duration = "5m"
+    tcp_keepalive: Duration = "1m"
+    port: int = Field(6379, ge=1, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _maxmemory_kind(cls, data: Any) -> Any:
+        # A share is written with % or as a fraction; anything with a size unit is a size.
+        if isinstance(data, dict) and "maxmemory" in data:
+            value = data["maxmemory"]
+            if isinstance(value, str) and value.strip().endswith("%") or isinstance(value, float):
+                try:
+                    data = {**data, "maxmemory": units.parse_ratio(value)}
+                except units.UnitError as exc:
+                    raise ValueError(f"maxmemory: {exc}") from None
+        return data
+
+
+# ---------------------------------------------------------------- llm
+class Model(Strict):
+    name: str
+    parameters: Count
+    dtype: Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"] = "bf16"
+    layers: PositiveInt
+    kv_heads: PositiveInt
+    head_dim: PositiveInt
+
+
+class Llm(Strict):
+    server: Literal["vllm", "ollama"] = "vllm"
+    model: Model
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "f16", "q8_0", "q4_0"] = "auto"
+    gpu_memory_utilization: Ratio = 0.80
+    max_model_len: PositiveInt = 8192
+    max_num_seqs: PositiveInt = 32
+    keep_alive: Duration = "5m"
+    warmup: bool = True
+    load_time: Duration = "2m"
+    request_timeout: Duration = "3m"
+    activation_reserve: Size | None = Field(None, description="GPU memory kept for activations; default: rule in llm")
+    prefix_caching: bool = True
+    max_loaded_models: PositiveInt = 1
+    max_queue: PositiveInt = 512
+    flash_attention: bool = True
+    image: str | None = Field(None, description="container image; default per server")
+    port: int = Field(8000, ge=1, le=65535)
+
+
+# ---------------------------------------------------------------- app
+class DbPool(Strict):
+    size: PositiveInt = 20
+    max_overflow: NonNegativeInt = 40
+    pre_ping: bool = True
+    recycle: Duration = "1h"
+    timeout: Duration = "30s"
+
+
+class Cache(Strict):
+    size: PositiveInt
+    ttl: Duration
+
+
+class Http(Strict):
+    max_connections: PositiveInt = 100
+    timeout: Duration = "1m"
+
+
+class Retry(Strict):
+    attempts: PositiveInt = 3
+    backoff_base: Duration = "100ms"
+    backoff_max: Duration = "5s"
+
+
+class RateLimit(Strict):
+    requests_per_second: PositiveInt = 50
+    burst: PositiveInt = 100
+
+
+class Compression(Strict):
+    enabled: bool = True
+    min_size: Size = "1KiB"
+
+
+class Pagination(Strict):
+    default_page_size: PositiveInt = 50
+    max_page_size: PositiveInt = 500
+
+
+class LlmClient(Strict):
+    max_connections: PositiveInt = 10
+    batch_size: PositiveInt = 10
+    batch_timeout: Duration = "100ms"
+
+
+class Workflow(Strict):
+    max_iterations: PositiveInt = 15
+    beam_width: PositiveInt = 3
+    early_termination_threshold: Ratio = 0.9
+    convergence_threshold: Ratio = 0.05
+    checkpoint_every: PositiveInt = 3
+
+
+class App(Strict):
+    deployment: str = "api"
+    db_pool: DbPool = DbPool()
+    query_cache: Cache = Cache(size=2000, ttl="5m")
+    llm_cache: Cache = Cache(size=3000, ttl="30m")
+    http: Http = Http()
+    retry: Retry = Retry()
+    rate_limit: RateLimit = RateLimit()
+    compression: Compression = Compression()
+    pagination: Pagination = Pagination()
+    llm_client: LlmClient = LlmClient()
+    workflow: Workflow = Workflow()
+
+
+# ---------------------------------------------------------------- autoscaling
+class ApiScaling(Strict):
+    min_replicas: PositiveInt = 2
+    max_replicas: PositiveInt = 20
+    target_cpu: Percent = 70
+    target_memory: Percent | None = None
+    scale_down_stabilization: Duration = "5m"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ApiScaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
+        return self
+
+
+class LlmScaling(Strict):
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt = 4
+    metric: str = "vllm:num_requests_waiting"
+    target: PositiveInt = 5
+    scale_down_stabilization: Duration = "10m"
+    scaler: Literal["hpa", "keda"] = Field("hpa", description="HPA through prometheus-adapter, or a KEDA ScaledObject")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LlmScaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
+        return self
+
+
+class Autoscaling(Strict):
+    api: ApiScaling = ApiScaling()
+    llm: LlmScaling = LlmScaling()
+
+
+# ---------------------------------------------------------------- slo
+class CacheHitRatio(Strict):
+    query: Ratio = 0.70
+    llm: Ratio = 0.60
+
+
+class Slo(Strict):
+    api_latency_p95: Duration = "2s"
+    db_query_p95: Duration = "200ms"
+    llm_latency_p95: Duration = "5s"
+    workflow_p95: Duration = "2m"
+    error_rate: Ratio = 0.01
+    cache_hit_ratio: CacheHitRatio = CacheHitRatio()
+    pool_utilization_max: Ratio = 0.80
+    memory_max: Size = "4GiB"
+    cpu_max: Ratio = 0.80
+
+
+# ---------------------------------------------------------------- kubernetes and observability wiring
+class Kubernetes(Strict):
+    prometheus_rule_labels: dict[str, str] = Field(
+        default_factory=lambda: {"release": "kube-prometheus-stack"},
+        description="labels kube-prometheus-stack selects PrometheusRule objects by")
+    dashboard_labels: dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="labels the Grafana sidecar selects dashboard ConfigMaps by")
+    dashboards: Literal["configmap", "grafana-operator"] = "configmap"
+    grafana_instance_labels: dict[str, str] = Field(default_factory=lambda: {"dashboards": "grafana"})
+    postgres: Literal["cloudnativepg", "external"] = "external"
+    runbook_url: str = "https://runbooks.example.com/perfstack"
+
+
+# ---------------------------------------------------------------- secrets
+class SecretRef(Strict):
+    secret: str = Field(description="Kubernetes Secret name")
+    key: str = Field("password", description="key inside the Secret")
+
+
+class Secrets(Strict):
+    postgres_password: SecretRef = SecretRef(secret="postgres-credentials")
+    redis_password: SecretRef = SecretRef(secret="redis-credentials")
+
+
+class Profile(Strict):
+    environment: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    exposed: bool = Field(False, description="reachable from outside the cluster (requires client TLS in prod)")
+    hardware: Hardware
+    postgres: Postgres = Postgres()
+    pgbouncer: PgBouncer = PgBouncer()
+    redis: Redis = Redis()
+    llm: Llm | None = None
+    app: App = App()
+    autoscaling: Autoscaling = Autoscaling()
+    slo: Slo = Slo()
+    kubernetes: Kubernetes = Kubernetes()
+    secrets: Secrets = Secrets()
+
+
+# ---------------------------------------------------------------- loading
+@cache
+def known_postgres_parameters() -> frozenset[str]:
+    text = resources.files("generators").joinpath("data/postgres_parameters.txt").read_text()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that owns the mapping at `path` (for did-you-mean suggestions)."""
+    model: Any = Profile
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(part, str):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _unwrap(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def _problem_for(error: Any, source: Source) -> Problem:
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or part in
+                ("function-after", "function-before", "int", "float", "str", "bool", "dict"))))
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    where = source.locate(loc)
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(parent.model_fields) if parent else []
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        message = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}")
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "literal_error":
+        message = f"{message}, got {error.get('input')!r}"
+    elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
+        message = f"{message} (got {error['input']!r})"
+    return Problem(message=message, file=where.file if where else (source.files[-1] if source.files else "<profile>"),
+                   line=where.line if where else None, column=where.column if where else None, key=dotted(loc))
+
+
+def _check_postgres_settings(source: Source) -> list[Problem]:
+    settings = source.data.get("postgres", {}).get("settings") if isinstance(source.data.get("postgres"), dict) else None
+    if not isinstance(settings, dict):
+        return []
+    known = known_postgres_parameters()
+    problems = []
+    for name in settings:
+        if name.lower() not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
+            where = source.locate(("postgres", "settings", name))
+            hint = difflib.get_close_matches(name.lower(), sorted(known), n=1)
+            problems.append(Problem(
+                message="unknown PostgreSQL parameter" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                file=where.file if where else source.files[-1], line=where.line if where else None,
+                column=where.column if where else None, key=f"postgres.settings.{name}"))
+    return problems
+
+
+def profile_from_source(source: Source, default_environment: str) -> Profile:
+    data = dict(source.data)
+    data.setdefault("environment", default_environment)
+    problems = _check_postgres_settings(source)
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_for(error, source) for error in exc.errors()] + problems
+        raise ProfileError(problems) from None
+    if problems:
+        raise ProfileError(problems)
+    return profile
+
+
+def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Profile, Source]:
+    """ENV name or path -> validated Profile and its Source (for locations in later checks)."""
+    path = resolve_profile_path(name, profiles_dir)
+    source = load_source(path)
+    return profile_from_source(source, path.stem), source
+
+
+def json_schema() -> str:
+    schema = Profile.model_json_schema()
+    schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
+    schema["required"] = [r for r in schema.get("required", []) if r != "environment"]
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "perfstack profile"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
