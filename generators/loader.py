@@ -217,7 +217,7 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
                     line=line, key="extends")
     parent = load_source(parent_path, chain)
     merged_locations = dict(parent.locations)
-    for key_path, value in _walk_replaced(data):
+    for key_path, _value in _walk_replaced(data):
         _drop_locations_under(merged_locations, key_path)
     merged_locations.update(locations)
     merged_locations.pop(("extends",), None)
