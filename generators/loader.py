@@ -191,7 +191,8 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
     if document is None:
         raise _fail(shown, "profile is empty: expected a mapping with at least `environment` or `extends`", line=1)
     if not isinstance(document, CommentedMap):
-        raise _fail(shown, f"a profile must be a mapping of keys, got {type(document).__name__}", line=1)
+        kind = "a list" if isinstance(document, CommentedSeq) else f"the single value {document!r}"
+        raise _fail(shown, f"a profile must be a mapping of keys (key: value), got {kind}", line=1, column=1)
     plainer = _Plainer(shown)
     data = plainer.convert(document, (), 0, 1, 1)
     locations = plainer.locations
@@ -201,20 +202,21 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
     if parent_name is None:
         return Source(data=data, locations=locations, files=files)
     where = locations.get(("extends",))
-    line = where.line if where else None
+    line, column = (where.line, where.column) if where else (None, None)
     if not isinstance(parent_name, str) or not parent_name:
-        raise _fail(shown, "extends must name another profile in the same folder", line=line, key="extends")
+        raise _fail(shown, f"extends must name another profile in the same folder, got {parent_name!r}",
+                    line=line, column=column, key="extends")
     parent_path = path.parent / f"{parent_name.removesuffix('.yaml')}.yaml"
     chain = _chain + (resolved,)
     if parent_path.resolve() in chain:
         cycle = " -> ".join(p.stem for p in chain + (parent_path.resolve(),))
-        raise _fail(shown, f"extends cycle: {cycle}", line=line, key="extends")
+        raise _fail(shown, f"extends cycle: {cycle}", line=line, column=column, key="extends")
     if not parent_path.exists():
         known = _known_profiles(path.parent)
         hint = difflib.get_close_matches(parent_name, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (profiles here: {', '.join(known) or 'none'})"
         raise _fail(shown, f"extends unknown profile '{parent_name}': no {display_path(parent_path)}{suggestion}",
-                    line=line, key="extends")
+                    line=line, column=column, key="extends")
     parent = load_source(parent_path, chain)
     merged_locations = dict(parent.locations)
     for key_path, _value in _walk_replaced(data):

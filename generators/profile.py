@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from . import units
 from .errors import Problem, ProfileError
@@ -46,6 +56,21 @@ Percent = Annotated[int, *_unit(units.parse_percent, {
 Count = Annotated[int, *_unit(units.parse_count, {
     "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?[KMBT]?$"}],
     "description": "a count such as 8B (8 billion) or 70B"})]
+
+
+def _size_or_share(value: object) -> int | float:
+    # A share is written with % or as a fraction (a float); anything else is a size.
+    if isinstance(value, float) or isinstance(value, str) and value.strip().endswith("%"):
+        return units.parse_ratio(value)
+    return units.parse_size(value)
+
+
+SizeOrShare = Annotated[int | float, *_unit(_size_or_share, {
+    "anyOf": [{"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$"},
+                         {"type": "integer", "minimum": 0}],
+               "description": "a size: 512MB, 8GiB (kB/MB/GB are 1024-based, as in PostgreSQL); a bare integer is bytes"},
+              {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}],
+               "description": "a ratio: 0.7 or 70%"}]})]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -120,36 +145,26 @@ class PgBouncer(Strict):
     auth_user: str = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
     client_tls: bool = Field(False, description="require TLS from clients (client_tls_sslmode)")
 
-    @model_validator(mode="after")
-    def _pools_ordered(self) -> PgBouncer:
-        if self.min_pool_size > self.default_pool_size:
-            raise ValueError(f"min_pool_size {self.min_pool_size} exceeds default_pool_size {self.default_pool_size}")
-        return self
+    @field_validator("min_pool_size")
+    @classmethod
+    def _pools_ordered(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (not a model one) so the error sits on pgbouncer.min_pool_size, with its line.
+        default = info.data.get("default_pool_size")
+        if default is not None and value > default:
+            raise ValueError(f"min_pool_size {value} exceeds default_pool_size {default}")
+        return value
 
 
 # ---------------------------------------------------------------- redis
 class Redis(Strict):
     role: Literal["cache", "queue"] = "cache"
-    maxmemory: Size | Ratio = Field(0.75, description="a size (6GiB) or a share of hardware.redis.memory (75%)")
+    maxmemory: SizeOrShare = Field(0.75, description="a size (6GiB) or a share of hardware.redis.memory (75%)")
     maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
                               "volatile-lfu", "volatile-random", "volatile-ttl"] = "allkeys-lru"
     persistence: Literal["none", "rdb", "aof"] = "none"
     timeout: Duration = "5m"
     tcp_keepalive: Duration = "1m"
     port: int = Field(6379, ge=1, le=65535)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _maxmemory_kind(cls, data: Any) -> Any:
-        # A share is written with % or as a fraction; anything with a size unit is a size.
-        if isinstance(data, dict) and "maxmemory" in data:
-            value = data["maxmemory"]
-            if isinstance(value, str) and value.strip().endswith("%") or isinstance(value, float):
-                try:
-                    data = {**data, "maxmemory": units.parse_ratio(value)}
-                except units.UnitError as exc:
-                    raise ValueError(f"maxmemory: {exc}") from None
-        return data
 
 
 # ---------------------------------------------------------------- llm
@@ -251,6 +266,13 @@ class App(Strict):
 
 
 # ---------------------------------------------------------------- autoscaling
+def _replicas_ordered(cls: type, value: int, info: ValidationInfo) -> int:
+    minimum = info.data.get("min_replicas")
+    if minimum is not None and minimum > value:
+        raise ValueError(f"min_replicas {minimum} exceeds max_replicas {value}")
+    return value
+
+
 class ApiScaling(Strict):
     min_replicas: PositiveInt = 2
     max_replicas: PositiveInt = 20
@@ -258,11 +280,7 @@ class ApiScaling(Strict):
     target_memory: Percent | None = None
     scale_down_stabilization: Duration = "5m"
 
-    @model_validator(mode="after")
-    def _bounds(self) -> ApiScaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
-        return self
+    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class LlmScaling(Strict):
@@ -273,11 +291,7 @@ class LlmScaling(Strict):
     scale_down_stabilization: Duration = "10m"
     scaler: Literal["hpa", "keda"] = Field("hpa", description="HPA through prometheus-adapter, or a KEDA ScaledObject")
 
-    @model_validator(mode="after")
-    def _bounds(self) -> LlmScaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
-        return self
+    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class Autoscaling(Strict):
@@ -418,10 +432,35 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         problems = [_problem_for(error, source) for error in exc.errors()] + problems
-        raise ProfileError(problems) from None
+        raise ProfileError(_in_reading_order(_merge_alternatives(problems), source)) from None
     if problems:
-        raise ProfileError(problems)
+        raise ProfileError(_in_reading_order(problems, source))
     return profile
+
+
+def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
+    """A value that fits no member of a union gives one error per member: say it once, as alternatives."""
+    groups: dict[tuple[str, int | None, int | None, str], list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault((problem.file, problem.line, problem.column, problem.key), []).append(problem)
+    merged = []
+    for same in groups.values():
+        texts = list(dict.fromkeys(p.message for p in same))
+        if len(texts) == 1:
+            merged.append(same[0])
+            continue
+        got = re.search(r" \(got .*\)$", texts[0])
+        suffix = got.group(0) if got and all(t.endswith(got.group(0)) for t in texts) else ""
+        parts = [texts[0].removesuffix(suffix)] + [t.removesuffix(suffix).removeprefix("Input should be ")
+                                                    for t in texts[1:]]
+        merged.append(Problem(" or ".join(parts) + suffix, same[0].file, same[0].line, same[0].column, same[0].key))
+    return merged
+
+
+def _in_reading_order(problems: list[Problem], source: Source) -> list[Problem]:
+    """Parent files first (the order extends reads them), then by line and column."""
+    order = {name: index for index, name in enumerate(source.files)}
+    return sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.line or 0, p.column or 0))
 
 
 def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Profile, Source]:

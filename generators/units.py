@@ -15,12 +15,14 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 TIB = 1024 * GIB
 
+# The units the JSON Schema's size pattern names, no more: a bare "M" or "G" could mean million or
+# giga-, and PostgreSQL itself reads only kB, MB, GB and TB.
 SIZE_UNITS = {
     "B": 1, "": 1,
-    "kB": KIB, "KB": KIB, "KiB": KIB, "k": KIB, "K": KIB,
-    "MB": MIB, "MiB": MIB, "M": MIB,
-    "GB": GIB, "GiB": GIB, "G": GIB,
-    "TB": TIB, "TiB": TIB, "T": TIB,
+    "kB": KIB, "KB": KIB, "KiB": KIB,
+    "MB": MIB, "MiB": MIB,
+    "GB": GIB, "GiB": GIB,
+    "TB": TIB, "TiB": TIB,
 }
 DURATION_UNITS_MS = {
     "ms": 1, "s": 1000, "min": 60_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
