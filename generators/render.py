@@ -13,7 +13,8 @@ from .loader import Source
 from .profile import Profile
 
 # One module per target; each exposes render(profile) -> Part. Order is the order of explain.json.
-TARGETS = ("postgres", "pgbouncer", "redis", "llm", "app", "autoscaling", "alerts", "dashboards")
+TARGETS = ("postgres", "pgbouncer", "redis", "llm", "app", "autoscaling", "alerts", "dashboards",
+           "workloads")
 
 
 def check(profile: Profile, source: Source | None = None) -> list[Finding]:

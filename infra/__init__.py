@@ -1,0 +1,1 @@
+"""The Pulumi program: turns the Bundle that `perfstack render` writes into Kubernetes resources."""

@@ -1,0 +1,104 @@
+"""Stack settings (stacks/Pulumi.ENV.yaml) and how they map onto profile keys.
+
+The stack only chooses where and how the profile is deployed (namespace, the labels the cluster's
+operators select by, which operators exist); every tuned number still comes from the profile.
+Overrides go through the profile model again, so a bad value is refused like a bad profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from generators.errors import Problem, ProfileError
+from generators.profile import Profile
+
+PROJECT = "perfstack"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    profile: str
+    namespace: str | None = None
+    prometheus_release: str | None = None  # kube-prometheus-stack's release label value
+    grafana_dashboard_label: str | None = None  # "key=value" the Grafana sidecar selects by
+    dashboards: str | None = None  # configmap | grafana-operator
+    postgres: str | None = None  # cloudnativepg | external
+    prometheus_operator: bool = True  # false: skip monitoring.coreos.com objects (no CRDs in the cluster)
+    render_yaml_to_directory: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> StackSettings:
+        """Read the `perfstack:` keys from a pulumi.Config (or anything with get/get_bool/require)."""
+        flag = config.get_bool("prometheusOperator")
+        return cls(
+            profile=config.require("profile"),
+            namespace=config.get("namespace") or None,
+            prometheus_release=config.get("prometheusRelease") or None,
+            grafana_dashboard_label=config.get("grafanaDashboardLabel") or None,
+            dashboards=config.get("dashboards") or None,
+            postgres=config.get("postgres") or None,
+            prometheus_operator=True if flag is None else flag,
+            render_yaml_to_directory=config.get("renderYamlToDirectory") or None,
+        )
+
+    def profile_updates(self) -> dict[str, Any]:
+        """The profile keys these settings set, as a nested mapping (empty when the stack sets none)."""
+        kubernetes: dict[str, Any] = {}
+        if self.prometheus_release:
+            kubernetes["prometheus_rule_labels"] = {"release": self.prometheus_release}
+        if self.grafana_dashboard_label:
+            key, sep, value = self.grafana_dashboard_label.partition("=")
+            if not sep or not key.strip():
+                raise ProfileError([Problem(f"expected key=value, got {self.grafana_dashboard_label!r}",
+                                            file=f"stack config {PROJECT}:grafanaDashboardLabel")])
+            kubernetes["dashboard_labels"] = {key.strip(): value.strip()}
+        if self.dashboards:
+            kubernetes["dashboards"] = self.dashboards
+        if self.postgres:
+            kubernetes["postgres"] = self.postgres
+        updates: dict[str, Any] = {"kubernetes": kubernetes} if kubernetes else {}
+        if self.namespace:
+            updates["namespace"] = self.namespace
+        return updates
+
+
+_CONFIG_KEYS = {"namespace": "namespace", "kubernetes.prometheus_rule_labels": "prometheusRelease",
+                "kubernetes.dashboard_labels": "grafanaDashboardLabel", "kubernetes.dashboards": "dashboards",
+                "kubernetes.postgres": "postgres"}
+
+
+def apply(profile: Profile, settings: StackSettings) -> Profile:
+    """The profile with the stack's overrides, validated again by the same model."""
+    updates = settings.profile_updates()
+    if not updates:
+        return profile
+    data = profile.model_dump()
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            section = dict(data.get(key) or {})
+            for sub, sub_value in value.items():
+                section[sub] = {**section[sub], **sub_value} if isinstance(sub_value, dict) else sub_value
+            data[key] = section
+        else:
+            data[key] = value
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            dotted = ".".join(str(p) for p in error["loc"])
+            name = next((v for k, v in _CONFIG_KEYS.items() if dotted.startswith(k)), dotted)
+            problems.append(Problem(error["msg"], file=f"stack config {PROJECT}:{name}", key=dotted))
+        raise ProfileError(problems) from None
+
+
+def profile_path(name: str, root: Path) -> tuple[str, Path]:
+    """`perfstack:profile` is a name under profiles/ or a path (relative to the project root)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        return str(path if path.is_absolute() else root / path), root / "profiles"
+    return name, root / "profiles"
