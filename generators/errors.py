@@ -21,7 +21,8 @@ class Problem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        key = f" {self.key}:" if self.key else ""
+        shown = self.key if self.key.isprintable() else repr(self.key)[1:-1]  # a newline in a key stays visible
+        key = f" {shown}:" if self.key else ""
         return f"{where}:{key} {self.message}"
 
 

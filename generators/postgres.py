@@ -365,6 +365,15 @@ def _bare(text: str) -> bool:
     return bool(re.fullmatch(r"-?\d+(\.\d+)?([a-zA-Z]{1,3})?", text)) or text in ("on", "off")
 
 
+def comment(setting: Setting) -> str:
+    """A config line's comment: the rule and the inputs it read (kB inputs written as PostgreSQL sizes)."""
+    if not setting.inputs:
+        return setting.rule
+    shown = ", ".join(f"{key.removesuffix('_kb')}={units.format_size_pg(value)}" if key.endswith("_kb")
+                      else f"{key}={value}" for key, value in setting.inputs.items())
+    return f"{setting.rule} [{shown}]"
+
+
 def sql_literal(setting: Setting) -> str:
     return "'" + setting.text.replace("'", "''") + "'"
 
@@ -374,7 +383,7 @@ def render(profile: Profile) -> Part:
     items = settings(profile)
     found = warnings(i)
     conf = render_template("postgresql.conf.j2", profile=profile, settings=items, warnings=found,
-                           inputs=i.describe(), conf_value=conf_value)
+                           inputs=i.describe(), conf_value=conf_value, comment=comment)
     sql = render_template("alter_system.sql.j2", profile=profile, settings=items, sql_literal=sql_literal)
     return Part(settings=items, files={"postgres/postgresql.conf": conf, "postgres/alter_system.sql": sql},
                 warnings=found)

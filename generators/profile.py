@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -106,7 +107,24 @@ class Hardware(Strict):
 
 
 # ---------------------------------------------------------------- postgres
-SettingValue = str | int | float | bool
+# Text that stays on one line of a rendered file, and a single word of an ini file: a newline,
+# quote or comment character in a profile must not turn into a setting of its own.
+def _one_line(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError(f"must stay on one line: no newline or control characters (got {value!r})")
+    return value
+
+
+def _token(value: str) -> str:
+    if not re.fullmatch(r"[^\s;#'\"=\[\]\x00-\x1f\x7f]+", value):
+        raise ValueError(f"must be one word: no spaces, quotes, '=', ';', '#' or brackets (got {value!r})")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line), WithJsonSchema({"type": "string", "pattern": r"^[^\x00-\x1f\x7f]*$"})]
+Token = Annotated[str, AfterValidator(_token),
+                  WithJsonSchema({"type": "string", "pattern": r"^[^\s;#'\"=\[\]\x00-\x1f\x7f]+$"})]
+SettingValue = OneLine | int | float | bool
 
 
 class Postgres(Strict):
@@ -134,15 +152,15 @@ class PgBouncer(Strict):
     query_timeout: Duration = "35s"
     replicas: PositiveInt = 2
     auth_type: Literal["scram-sha-256", "md5", "cert", "hba", "plain", "trust"] = "scram-sha-256"
-    listen_addr: str = "0.0.0.0"
+    listen_addr: Token = "0.0.0.0"
     listen_port: int = Field(6432, ge=1, le=65535)
     databases: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=lambda: ["app"], min_length=1, description="databases pooled, one pool each")
-    server_host: str = Field("postgres", description="host PgBouncer connects to")
+    server_host: Token = Field("postgres", description="host PgBouncer connects to")
     server_port: int = Field(5432, ge=1, le=65535)
-    admin_users: list[str] = Field(default_factory=lambda: ["pgbouncer_admin"])
-    stats_users: list[str] = Field(default_factory=lambda: ["pgbouncer_stats"])
-    auth_user: str = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
+    admin_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_admin"])
+    stats_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_stats"])
+    auth_user: Token = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
     client_tls: bool = Field(False, description="require TLS from clients (client_tls_sslmode)")
 
     @field_validator("min_pool_size")
@@ -387,7 +405,7 @@ def _unwrap(annotation: Any) -> Any:
 
 def _problem_for(error: Any, source: Source) -> Problem:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or part in
-                ("function-after", "function-before", "int", "float", "str", "bool", "dict"))))
+                ("function-after", "function-before", "int", "float", "str", "bool", "dict", "constrained-str"))))
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
     where = source.locate(loc)
     kind = error["type"]
@@ -407,6 +425,9 @@ def _problem_for(error: Any, source: Source) -> Problem:
                    line=where.line if where else None, column=where.column if where else None, key=dotted(loc))
 
 
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
 def _check_postgres_settings(source: Source) -> list[Problem]:
     settings = source.data.get("postgres", {}).get("settings") if isinstance(source.data.get("postgres"), dict) else None
     if not isinstance(settings, dict):
@@ -414,7 +435,13 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
     known = known_postgres_parameters()
     problems = []
     for name in settings:
-        if name.lower() not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
+        if not _PARAMETER_NAME.fullmatch(name):
+            where = source.locate(("postgres", "settings", name))
+            problems.append(Problem(
+                message="not a PostgreSQL parameter name (letters, digits and _, or extension.name)",
+                file=where.file if where else source.files[-1], line=where.line if where else None,
+                column=where.column if where else None, key=f"postgres.settings.{name}"))
+        elif name.lower() not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
             where = source.locate(("postgres", "settings", name))
             hint = difflib.get_close_matches(name.lower(), sorted(known), n=1)
             problems.append(Problem(
@@ -431,8 +458,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem_for(error, source) for error in exc.errors()] + problems
-        raise ProfileError(_in_reading_order(_merge_alternatives(problems), source)) from None
+        problems = _merge_alternatives([_problem_for(error, source) for error in exc.errors()]) + problems
+        raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
     return profile
@@ -451,8 +478,9 @@ def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
             continue
         got = re.search(r" \(got .*\)$", texts[0])
         suffix = got.group(0) if got and all(t.endswith(got.group(0)) for t in texts) else ""
-        parts = [texts[0].removesuffix(suffix)] + [t.removesuffix(suffix).removeprefix("Input should be ")
-                                                    for t in texts[1:]]
+        # "Input should be a valid integer, unable to parse string as an integer (got 'x')" -> "a valid integer"
+        parts = [re.sub(r", unable to .*$", "", t.removesuffix(suffix)) for t in texts]
+        parts = [parts[0]] + [part.removeprefix("Input should be ") for part in parts[1:]]
         merged.append(Problem(" or ".join(parts) + suffix, same[0].file, same[0].line, same[0].column, same[0].key))
     return merged
 
