@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from generators.errors import Problem, ProfileError
 from generators.profile import Profile
@@ -72,28 +72,31 @@ _CONFIG_KEYS = {"namespace": "namespace", "kubernetes.prometheus_rule_labels": "
 
 
 def apply(profile: Profile, settings: StackSettings) -> Profile:
-    """The profile with the stack's overrides, validated again by the same model."""
+    """The profile with the stack's overrides, each validated by the profile model's own field or section."""
     updates = settings.profile_updates()
     if not updates:
         return profile
-    data = profile.model_dump()
-    for key, value in updates.items():
-        if isinstance(value, dict):
-            section = dict(data.get(key) or {})
-            for sub, sub_value in value.items():
-                section[sub] = {**section[sub], **sub_value} if isinstance(sub_value, dict) else sub_value
-            data[key] = section
-        else:
-            data[key] = value
+    changed: dict[str, Any] = {}
     try:
-        return Profile.model_validate(data)
+        for key, value in updates.items():
+            current = getattr(profile, key)
+            if isinstance(value, dict):
+                # Only this section goes through the model again: its fields are strings and label maps.
+                data = current.model_dump()
+                for sub, sub_value in value.items():
+                    data[sub] = {**data[sub], **sub_value} if isinstance(sub_value, dict) else sub_value
+                changed[key] = type(current).model_validate(data)
+            else:
+                field = Profile.model_fields[key]
+                changed[key] = TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            dotted = ".".join(str(p) for p in error["loc"])
+            dotted = ".".join(str(p) for p in (key, *error["loc"]))
             name = next((v for k, v in _CONFIG_KEYS.items() if dotted.startswith(k)), dotted)
             problems.append(Problem(error["msg"], file=f"stack config {PROJECT}:{name}", key=dotted))
         raise ProfileError(problems) from None
+    return profile.model_copy(update=changed)
 
 
 def profile_path(name: str, root: Path) -> tuple[str, Path]:
