@@ -162,3 +162,75 @@ def schema_command() -> None:
     from .profile import json_schema
 
     click.echo(json_schema(), nl=False)
+
+
+@main.command("bench")
+@click.argument("env")
+@click.option("--local-hardware", is_flag=True,
+              help="Render hardware.postgres (memory, cpus) and hardware.redis.memory from this machine.")
+@click.option("--scale", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="pgbench scale factor (100,000 accounts each).")
+@click.option("--duration", type=click.IntRange(1, 3600), default=30, show_default=True, help="Seconds of load.")
+@click.option("--clients", type=click.IntRange(1, 5000), default=None,
+              help="Cap on concurrent clients (default: autoscaling.api.max_replicas x app.db_pool.size).")
+@click.option("--script", type=click.Choice(["tpcb-like", "simple-update", "select-only"]), default="tpcb-like",
+              show_default=True, help="pgbench built-in script.")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+@click.pass_context
+@handles_errors
+def bench_command(ctx: click.Context, env: str, local_hardware: bool, scale: int, duration: int,
+                  clients: int | None, script: str, fmt: str) -> None:
+    """Load local PostgreSQL, PgBouncer and Redis started from ENV's rendered files; exit 1 when an SLO is missed."""
+    from .bench import BenchOptions, format_report, run_bench
+    from .profile import load_profile
+
+    profile, _source = load_profile(env, _profiles_dir(ctx))
+    live = sys.stderr.isatty()
+
+    def progress(message: str) -> None:  # a live line on a terminal, one line per update otherwise
+        click.echo(f"\r\033[K{message[:150]}" if live else message, err=True, nl=not live)
+
+    report = run_bench(profile, BenchOptions(scale=scale, duration=duration, clients=clients,
+                                             local_hardware=local_hardware, script=script), progress)
+    if live:
+        click.echo("\r\033[K", err=True, nl=False)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(format_report(report), nl=False)
+    sys.exit(0 if report.slo_met else 1)
+
+
+@main.command("drift")
+@click.argument("env")
+@click.option("--postgres", "postgres_dsn", envvar="PERFSTACK_DRIFT_POSTGRES", metavar="DSN",
+              help="PostgreSQL DSN of a read-only role (env PERFSTACK_DRIFT_POSTGRES).")
+@click.option("--pgbouncer", "pgbouncer_dsn", envvar="PERFSTACK_DRIFT_PGBOUNCER", metavar="DSN",
+              help="PgBouncer admin console DSN, dbname=pgbouncer (env PERFSTACK_DRIFT_PGBOUNCER).")
+@click.option("--redis", "redis_url", envvar="PERFSTACK_DRIFT_REDIS", metavar="URL",
+              help="Redis URL, redis://[:password@]host:port/0 (env PERFSTACK_DRIFT_REDIS).")
+@click.option("--prometheus", "prometheus_url", envvar="PERFSTACK_DRIFT_PROMETHEUS", metavar="URL",
+              help="Prometheus base URL, e.g. http://prometheus:9090 (env PERFSTACK_DRIFT_PROMETHEUS).")
+@click.option("--kubernetes", is_flag=True, help="Compare the rendered Kubernetes objects (kubeconfig or in-cluster).")
+@click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context for --kubernetes.")
+@click.option("--pulumi-stack", metavar="NAME", help="Pulumi stack to refresh and preview (needs the pulumi CLI).")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+@click.pass_context
+@handles_errors
+def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgbouncer_dsn: str | None,
+                  redis_url: str | None, prometheus_url: str | None, kubernetes: bool, kube_context: str | None,
+                  pulumi_stack: str | None, fmt: str) -> None:
+    """Compare live systems with what ENV's profile renders; exit 1 on drift, 2 when a target is unreadable."""
+    from .drift import Endpoints, detect, format_report
+
+    if kube_context and not kubernetes:
+        raise UsageError("--context needs --kubernetes")
+    endpoints = Endpoints(postgres=postgres_dsn, pgbouncer=pgbouncer_dsn, redis=redis_url,
+                          prometheus=prometheus_url, kubernetes=kubernetes, kube_context=kube_context,
+                          pulumi_stack=pulumi_stack)
+    if not endpoints.any():
+        raise UsageError("drift needs at least one live system: --postgres, --pgbouncer, --redis, --prometheus, "
+                         "--kubernetes or --pulumi-stack")
+    report = detect(load_bundle(ctx, env), endpoints)
+    click.echo(format_report(report, fmt), nl=False)
+    sys.exit(report.exit_code)
