@@ -1,0 +1,62 @@
+"""Shared helpers for the test suite: the repository's profiles, rendered bundles, and the CLI.
+
+Keep this file small: fixtures that more than one test module needs, nothing else.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from generators.bundle import Bundle
+from generators.cli import main
+from generators.profile import Profile, load_profile
+from generators.render import render
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "profiles"
+
+_bundles: dict[str, Bundle] = {}
+
+
+def load(env: str, profiles_dir: Path = PROFILES) -> Profile:
+    """A validated example profile (dev, prod) or any profile path."""
+    return load_profile(env, profiles_dir)[0]
+
+
+def rendered_bundle(env: str) -> Bundle:
+    """The Bundle of an example profile, rendered once per test process."""
+    if env not in _bundles:
+        profile, source = load_profile(env, PROFILES)
+        _bundles[env] = render(profile, source)
+    return _bundles[env]
+
+
+@pytest.fixture(scope="session")
+def rendered() -> Callable[[str], Bundle]:
+    """rendered("prod") -> the Bundle of profiles/prod.yaml."""
+    return rendered_bundle
+
+
+def run_cli(*args: str | Path) -> Result:
+    """Run `perfstack ARGS` in-process; stdout and stderr stay apart (result.stdout, result.stderr)."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def profile_folder(tmp_path: Path) -> Path:
+    """A fresh folder holding copies of the example profiles, for tests that write bad ones beside them."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for path in PROFILES.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under folder, by relative path, with its bytes (to prove a folder was left untouched)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
