@@ -1,10 +1,112 @@
-"""Placeholder: the app generator arrives with its issue. Renders nothing yet."""
+"""The application's own settings: app/performance.env (KEY=value) and the ConfigMap the app loads with envFrom.
+
+Names are what an application reads directly (DB_POOL_SIZE=20); each name that carries a unit says
+it (_SECONDS, _BYTES), and values are plain numbers in that unit: seconds may have a fraction
+(RETRY_BACKOFF_BASE_SECONDS=0.1), booleans are `true`/`false`.
+
+perfstack does not own the app's Deployment (`app.deployment`); the ConfigMap carries the checksum
+of its data in the CHECKSUM_ANNOTATION annotation, for the Deployment's pod template to copy so that
+a settings change rolls the pods.
+"""
 
 from __future__ import annotations
 
-from .bundle import Part
+from typing import Any
+
+from . import units
+from .bundle import Part, Setting
+from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map
 from .profile import Profile
+
+TARGET = "app"
+ENV_FILE = "app/performance.env"
+
+
+def config_map_name(profile: Profile) -> str:
+    return f"{profile.app.deployment}-performance"
+
+
+def _seconds(ms: int) -> str:
+    value = units.ms_to_seconds(ms)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _count(key: str, value: int, source: str) -> Setting:
+    return Setting(TARGET, key, value, str(value), f"given by {source}")
+
+
+def _duration(key: str, ms: int, source: str) -> Setting:
+    return Setting(TARGET, key, ms, _seconds(ms), f"given by {source}, in seconds",
+                   {source.rsplit(".", 1)[-1]: units.format_duration(ms)})
+
+
+def _flag(key: str, value: bool, source: str) -> Setting:
+    return Setting(TARGET, key, value, _bool(value), f"given by {source}")
+
+
+def settings(profile: Profile) -> list[Setting]:
+    app = profile.app
+    items: list[Setting] = [
+        _count("DB_POOL_SIZE", app.db_pool.size, "app.db_pool.size"),
+        _count("DB_MAX_OVERFLOW", app.db_pool.max_overflow, "app.db_pool.max_overflow"),
+        _flag("DB_POOL_PRE_PING", app.db_pool.pre_ping, "app.db_pool.pre_ping"),
+        _duration("DB_POOL_RECYCLE_SECONDS", app.db_pool.recycle, "app.db_pool.recycle"),
+        _duration("DB_POOL_TIMEOUT_SECONDS", app.db_pool.timeout, "app.db_pool.timeout"),
+        _count("QUERY_CACHE_SIZE", app.query_cache.size, "app.query_cache.size"),
+        _duration("QUERY_CACHE_TTL_SECONDS", app.query_cache.ttl, "app.query_cache.ttl"),
+        _count("LLM_CACHE_SIZE", app.llm_cache.size, "app.llm_cache.size"),
+        _duration("LLM_CACHE_TTL_SECONDS", app.llm_cache.ttl, "app.llm_cache.ttl"),
+        _count("HTTP_MAX_CONNECTIONS", app.http.max_connections, "app.http.max_connections"),
+        _duration("HTTP_TIMEOUT_SECONDS", app.http.timeout, "app.http.timeout"),
+        _count("RETRY_ATTEMPTS", app.retry.attempts, "app.retry.attempts"),
+        _duration("RETRY_BACKOFF_BASE_SECONDS", app.retry.backoff_base, "app.retry.backoff_base"),
+        _duration("RETRY_BACKOFF_MAX_SECONDS", app.retry.backoff_max, "app.retry.backoff_max"),
+        _count("RATE_LIMIT_REQUESTS_PER_SECOND", app.rate_limit.requests_per_second,
+               "app.rate_limit.requests_per_second"),
+        _count("RATE_LIMIT_BURST", app.rate_limit.burst, "app.rate_limit.burst"),
+        _flag("COMPRESSION_ENABLED", app.compression.enabled, "app.compression.enabled"),
+        Setting(TARGET, "COMPRESSION_MIN_SIZE_BYTES", app.compression.min_size, str(app.compression.min_size),
+                "given by app.compression.min_size, in bytes",
+                {"min_size": units.format_size_human(app.compression.min_size)}),
+        _count("PAGINATION_DEFAULT_PAGE_SIZE", app.pagination.default_page_size, "app.pagination.default_page_size"),
+        _count("PAGINATION_MAX_PAGE_SIZE", app.pagination.max_page_size, "app.pagination.max_page_size"),
+        _count("LLM_CLIENT_MAX_CONNECTIONS", app.llm_client.max_connections, "app.llm_client.max_connections"),
+        _count("LLM_BATCH_SIZE", app.llm_client.batch_size, "app.llm_client.batch_size"),
+        _duration("LLM_BATCH_TIMEOUT_SECONDS", app.llm_client.batch_timeout, "app.llm_client.batch_timeout"),
+        _count("WORKFLOW_MAX_ITERATIONS", app.workflow.max_iterations, "app.workflow.max_iterations"),
+        _count("WORKFLOW_BEAM_WIDTH", app.workflow.beam_width, "app.workflow.beam_width"),
+        Setting(TARGET, "WORKFLOW_EARLY_TERMINATION_THRESHOLD", app.workflow.early_termination_threshold,
+                f"{app.workflow.early_termination_threshold:g}", "given by app.workflow.early_termination_threshold"),
+        Setting(TARGET, "WORKFLOW_CONVERGENCE_THRESHOLD", app.workflow.convergence_threshold,
+                f"{app.workflow.convergence_threshold:g}", "given by app.workflow.convergence_threshold"),
+        _count("WORKFLOW_CHECKPOINT_EVERY", app.workflow.checkpoint_every, "app.workflow.checkpoint_every"),
+    ]
+    if profile.llm is not None:
+        items.append(_duration("LLM_REQUEST_TIMEOUT_SECONDS", profile.llm.request_timeout, "llm.request_timeout"))
+        items.append(Setting(TARGET, "LLM_MODEL", profile.llm.model.name, profile.llm.model.name,
+                             "given by llm.model.name: the name the LLM server serves it under"))
+    return sorted(items, key=lambda s: s.key)
+
+
+def env_file(profile: Profile, items: list[Setting]) -> str:
+    lines = [f"# Application performance settings for {profile.environment}, rendered by perfstack: do not edit."]
+    for s in items:
+        lines.append(f"# {s.rule}")
+        lines.append(f"{s.key}={s.text}")
+    return "\n".join(lines) + "\n"
+
+
+def objects(profile: Profile, items: list[Setting]) -> list[dict[str, Any]]:
+    data = {s.key: s.text for s in items}
+    cm = config_map(profile, config_map_name(profile), profile.app.deployment, data)
+    cm["metadata"]["annotations"] = {CHECKSUM_ANNOTATION: checksum_of(data)}
+    return [cm]
 
 
 def render(profile: Profile) -> Part:
-    return Part()
+    items = settings(profile)
+    return Part(settings=items, files={ENV_FILE: env_file(profile, items)}, objects=objects(profile, items))

@@ -12,6 +12,8 @@ from .bundle import checksum
 from .profile import Profile
 
 CHECKSUM_ANNOTATION = "perfstack.io/config-checksum"
+# The LLM server's Deployment and Service: llm.py creates them, autoscaling.py scales the Deployment.
+LLM_SERVER = "llm"
 
 
 def labels(profile: Profile, component: str) -> dict[str, str]:

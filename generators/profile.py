@@ -206,6 +206,8 @@ class Llm(Strict):
     warmup: bool = True
     load_time: Duration = "2m"
     request_timeout: Duration = "3m"
+    startup_timeout: Duration | None = Field(
+        None, description="how long the startup probe waits for load and warm-up; default: rule in llm (2 x load_time)")
     activation_reserve: Size | None = Field(None, description="GPU memory kept for activations; default: rule in llm")
     prefix_caching: bool = True
     max_loaded_models: PositiveInt = 1
@@ -308,6 +310,8 @@ class LlmScaling(Strict):
     target: PositiveInt = 5
     scale_down_stabilization: Duration = "10m"
     scaler: Literal["hpa", "keda"] = Field("hpa", description="HPA through prometheus-adapter, or a KEDA ScaledObject")
+    prometheus_url: str = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
+                                description="Prometheus that the KEDA trigger queries (scaler: keda)")
 
     _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
@@ -501,7 +505,12 @@ def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Prof
 def json_schema() -> str:
     schema = Profile.model_json_schema()
     schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
-    schema["required"] = [r for r in schema.get("required", []) if r != "environment"]
+    # Any file may be an overlay (`extends:`) that sets a few keys of a section, so the editor schema
+    # requires nothing; required keys are checked on the merged profile by `perfstack validate`.
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        definition.pop("required", None)
+    schema["description"] = ("A perfstack profile. Required keys are checked after `extends:` is merged, "
+                             "by `perfstack validate`.")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "perfstack profile"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
