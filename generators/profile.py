@@ -368,6 +368,7 @@ class Profile(Strict):
     environment: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     exposed: bool = Field(False, description="reachable from outside the cluster (requires client TLS in prod)")
+    production: bool = Field(False, description="apply the production lint (also implied by environment prod, production, prod-*)")
     hardware: Hardware
     postgres: Postgres = Postgres()
     pgbouncer: PgBouncer = PgBouncer()
@@ -458,6 +459,10 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
     data.setdefault("environment", default_environment)
+    from .lint import literal_secrets  # a written credential is refused first: no later message may echo it
+
+    if secrets := literal_secrets(source):
+        raise ProfileError(secrets)
     problems = _check_postgres_settings(source)
     try:
         profile = Profile.model_validate(data)
