@@ -337,6 +337,21 @@ class Slo(Strict):
     pool_utilization_max: Ratio = 0.80
     memory_max: Size = "4GiB"
     cpu_max: Ratio = 0.80
+    llm_time_to_first_token_p95: Duration = Field("1s", description="p95 time to the first streamed token (vLLM)")
+
+
+# ---------------------------------------------------------------- alerts (tunables no other key sets)
+class Alerts(Strict):
+    for_scale: float = Field(1.0, gt=0, le=1, description="multiplies every alert's `for` window "
+                             "(a test profile shortens them; 1 in real environments)")
+    evaluation_interval: Duration | None = Field(
+        None, description="rule groups' evaluation interval; default: Prometheus's global one (0 means the same)")
+    postgres_cache_hit_ratio_min: Ratio = Field(0.95, description="below this share of blocks read from "
+                                                "shared_buffers the working set no longer fits")
+    postgres_rollback_ratio_max: Ratio = Field(0.05, description="above this share of rolled-back transactions "
+                                               "the application is failing, not the database")
+    blackbox_exporter: str = Field("prometheus-blackbox-exporter.monitoring.svc:9115",
+                                   description="blackbox exporter that probes servers without /metrics (Ollama)")
 
 
 # ---------------------------------------------------------------- kubernetes and observability wiring
@@ -377,6 +392,7 @@ class Profile(Strict):
     app: App = App()
     autoscaling: Autoscaling = Autoscaling()
     slo: Slo = Slo()
+    alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
     secrets: Secrets = Secrets()
 
