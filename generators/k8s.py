@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from .bundle import checksum
 from .profile import Profile
@@ -51,10 +53,21 @@ def object_filename(obj: dict[str, Any]) -> str:
     return f"{kind}-{name}.yaml"
 
 
+# ruamel writes YAML 1.2, where `off`, `yes`, `0777` or `1:30` are plain strings; kubectl (go-yaml)
+# and PyYAML read YAML 1.1 and would take them for booleans and numbers. Such strings are quoted.
+_YAML11 = VersionedResolver(version=(1, 1))
+
+
+def _represent_str(representer: Any, data: str) -> Any:
+    plain_is_str = _YAML11.resolve(ScalarNode, data, (True, False)) == "tag:yaml.org,2002:str"
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=None if plain_is_str else "'")
+
+
 def to_yaml(obj: dict[str, Any]) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.width = 4096
+    yaml.representer.add_representer(str, _represent_str)  # after the style: the representer copies it
     stream = io.StringIO()
     yaml.dump(_sorted(obj), stream)
     return stream.getvalue()
