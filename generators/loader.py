@@ -81,6 +81,9 @@ def _read_yaml(path: Path, shown: str) -> Any:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line=line) from None
+    deep = _flow_too_deep(text)
+    if deep is not None:  # checked before parsing: the parser slows down quadratically with flow depth
+        raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deep)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -94,7 +97,34 @@ def _read_yaml(path: Path, shown: str) -> Any:
     except YAMLError as exc:
         raise _fail(shown, f"YAML error: {exc}") from None
     except RecursionError:
-        raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels") from None
+        lines = text.splitlines() or [""]
+        deepest = max(range(len(lines)), key=lambda i: len(lines[i]) - len(lines[i].lstrip(" ")))
+        raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deepest + 1) from None
+
+
+def _flow_too_deep(text: str) -> int | None:
+    """The line where [ and { nest deeper than MAX_DEPTH outside quotes and comments, if any."""
+    depth, line, quote, previous = 0, 1, "", " "
+    for char in text:
+        if char == "\n":
+            line += 1
+            if quote == "#":
+                quote = ""
+        elif quote:
+            if char == quote and quote != "#":
+                quote = ""
+        elif char in "'\"" and previous in " \t[{,:":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            quote = "#"
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return None
 
 
 class _Plainer:
@@ -112,6 +142,11 @@ class _Plainer:
                         line=line, column=column, key=dotted(path))
         if depth > MAX_DEPTH:
             raise _fail(self.shown, f"nested deeper than {MAX_DEPTH} levels", line=line, column=column, key=dotted(path))
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if tag and isinstance(node, (CommentedMap, CommentedSeq)):
+            # ruamel's round-trip loader never constructs tagged objects; refuse them rather than drop the tag.
+            raise _fail(self.shown, f"YAML tag {tag} is not allowed: profiles hold only plain mappings, lists, "
+                        "text, numbers and booleans", line=line, column=column, key=dotted(path))
         if isinstance(node, CommentedMap):
             out: dict[str, Any] = {}
             for key in node:
