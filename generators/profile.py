@@ -439,11 +439,17 @@ def _problem_for(error: Any, source: Source) -> Problem:
     elif kind == "missing":
         message = "required key is missing"
     elif kind == "literal_error":
-        message = f"{message}, got {error.get('input')!r}"
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        hint = difflib.get_close_matches(str(error.get("input")), choices, n=1)
+        message = f"{message}, got {error.get('input')!r}" + (f"; did you mean '{hint[0]}'?" if hint else "")
     elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
         message = f"{message} (got {error['input']!r})"
+    if loc == ("environment",) and "environment" not in source.data:
+        message = (f"defaults to the file name {error.get('input')!r}, which is not a valid environment name "
+                   "(lower-case letters, digits and '-'): set `environment:` in the profile or rename the file")
+    # A key that is not written anywhere (a missing required key, a defaulted environment) is the file's problem.
     return Problem(message=message, file=where.file if where else (source.files[-1] if source.files else "<profile>"),
-                   line=where.line if where else None, column=where.column if where else None, key=dotted(loc))
+                   line=where.line if where else 1, column=where.column if where else None, key=dotted(loc))
 
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")

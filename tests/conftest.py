@@ -8,13 +8,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from generators.bundle import Bundle
 from generators.cli import main
-from generators.profile import Profile, load_profile
+from generators.loader import Source, deep_merge, load_source
+from generators.profile import Profile, load_profile, profile_from_source
 from generators.render import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +28,13 @@ _bundles: dict[str, Bundle] = {}
 def load(env: str, profiles_dir: Path = PROFILES) -> Profile:
     """A validated example profile (dev, prod) or any profile path."""
     return load_profile(env, profiles_dir)[0]
+
+
+def variant(base: str, overrides: dict[str, Any]) -> Profile:
+    """An example profile with `overrides` merged over it (mappings deeply, as `extends:` does), validated."""
+    source = load_source(PROFILES / f"{base}.yaml")
+    merged = Source(data=deep_merge(source.data, overrides), locations=source.locations, files=source.files)
+    return profile_from_source(merged, base)
 
 
 def rendered_bundle(env: str) -> Bundle:
@@ -42,9 +51,9 @@ def rendered() -> Callable[[str], Bundle]:
     return rendered_bundle
 
 
-def run_cli(*args: str | Path) -> Result:
+def run_cli(*args: str | Path, catch_exceptions: bool = False) -> Result:
     """Run `perfstack ARGS` in-process; stdout and stderr stay apart (result.stdout, result.stderr)."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=catch_exceptions)
 
 
 @pytest.fixture
