@@ -28,6 +28,10 @@ def check(profile: Profile, source: Source | None = None) -> list[Finding]:
 
 def _locate(finding: Finding, source: Source | None) -> Problem:
     key = finding.keys[0] if finding.keys else ""
+    if source and source.files:
+        # Point at the key the profile itself wrote, when it wrote one of them (not at a parent's line).
+        own = [k for k in finding.keys if (loc := source.locations.get(tuple(k.split(".")))) and loc.file == source.files[-1]]
+        key = own[0] if own else key
     where = source.locate(tuple(key.split("."))) if source and key else None
     file = where.file if where else (source.files[-1] if source and source.files else "<profile>")
     return Problem(message=f"{finding.check}: {finding.message}", file=file,

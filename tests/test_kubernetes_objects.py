@@ -28,11 +28,9 @@ from referencing import Registry, Resource
 
 from generators.bundle import Bundle
 from generators.k8s import CHECKSUM_ANNOTATION, checksum_of, object_filename
-from generators.loader import Source, deep_merge, load_source
-from generators.profile import profile_from_source
 from generators.render import render
 
-from .conftest import PROFILES, REPO, rendered_bundle
+from .conftest import REPO, rendered_bundle, variant
 
 SCHEMAS = Path(__file__).parent / "k8s_schemas"
 K8S_VERSION = latest_version()
@@ -70,12 +68,6 @@ def validate(obj: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema, registry=_registry()).validate(obj)
 
 
-def _variant(base: str, overrides: dict[str, Any]) -> Bundle:
-    source = load_source(PROFILES / f"{base}.yaml")
-    merged = Source(data=deep_merge(source.data, overrides), locations=source.locations, files=source.files)
-    return render(profile_from_source(merged, base))
-
-
 VARIANTS = {
     "prod-keda": ("prod", {"autoscaling": {"llm": {"scaler": "keda"}}}),
     "prod-cloudnativepg": ("prod", {"kubernetes": {"postgres": "cloudnativepg"}}),
@@ -87,7 +79,7 @@ VARIANTS = {
 def _fresh(name: str) -> Bundle:
     if name in ("dev", "prod"):
         return rendered_bundle(name)
-    return _variant(*VARIANTS[name])
+    return render(variant(*VARIANTS[name]))
 
 
 COMMITTED = sorted((REPO / "rendered").glob("*/kubernetes/*.yaml"))

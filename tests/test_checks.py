@@ -1,0 +1,272 @@
+"""Cross-component checks: for each, a profile one step over the line fails with that check's message
+(the numbers on both sides), and one exactly at the line passes. dev and prod pass.
+
+Profiles are the example profiles with a few keys overridden (merged as `extends:` merges).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generators import checks
+from generators.bundle import Finding
+from generators.errors import CheckError
+from generators.render import check, render
+
+from .conftest import rendered_bundle, run_cli, snapshot, variant
+
+
+def findings(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
+    return [f for f in checks.run(variant(base, overrides)) if f.check == name]
+
+
+def errors(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
+    return [f for f in findings(base, overrides, name) if f.severity == "error"]
+
+
+def test_every_check_is_registered() -> None:
+    names = {c.__name__ for c in checks.CHECKS}
+    assert names == {
+        "pgbouncer_fits_postgres", "app_fits_pgbouncer", "redis_fits_memory", "redis_queue_keeps_jobs",
+        "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads", "llm_fits_gpu",
+        "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time", "llm_autoscaling_has_metric",
+        "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
+        "db_query_slo_within_statement_timeout", "retry_backoff_ordered"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_examples_pass(env: str) -> None:
+    found = checks.run(variant(env, {}))
+    assert [f for f in found if f.severity == "error"] == []
+
+
+def test_prod_warns_that_not_every_full_length_sequence_fits() -> None:
+    warnings = [f for f in checks.run(variant("prod", {})) if f.severity == "warning"]
+    assert [w.check for w in warnings] == ["llm_fits_gpu"]
+    # 64 x 8192 = 524288 tokens x 128 KiB = 64 GiB wanted; 64 - 14.90 - 2 GiB = 47.10 GiB = 385833 tokens.
+    assert "llm.max_num_seqs 64 x max_model_len 8192 = 524288 tokens need 64GiB" in warnings[0].message
+    assert "leaves 47.10GiB (50571993088 bytes) = 385833 tokens" in warnings[0].message
+    assert "47 sequences of full length fit at once" in warnings[0].message
+    explained = json.loads(rendered_bundle("prod").files["explain.json"])
+    assert {"check": "llm_fits_gpu", "severity": "warning", "message": warnings[0].message} in explained["warnings"]
+
+
+# ---------------------------------------------------------------- PgBouncer and PostgreSQL
+def test_pgbouncer_fits_postgres() -> None:
+    # prod: 2 replicas x 1 pool x (20 + 5) = 50 server connections; 53 - 3 reserved = 50 is exactly enough.
+    assert errors("prod", {"postgres": {"max_connections": 53}}, "pgbouncer_fits_postgres") == []
+    [error] = errors("prod", {"postgres": {"max_connections": 52}}, "pgbouncer_fits_postgres")
+    assert "2 replicas x 1 pools x (20 + 5) = 50 server connections" in error.message
+    assert "postgres.max_connections 52 - 3 reserved leaves 49" in error.message
+
+
+def test_app_fits_pgbouncer() -> None:
+    # prod: 20 api pods x (20 + 40) = 1200 client connections; 2 x 600 = 1200 is exactly enough.
+    assert errors("prod", {"pgbouncer": {"max_client_conn": 600}}, "app_fits_pgbouncer") == []
+    [error] = errors("prod", {"pgbouncer": {"max_client_conn": 599}}, "app_fits_pgbouncer")
+    assert "max_replicas 20 x (db_pool.size 20 + max_overflow 40) = 1200" in error.message
+    assert "2 replicas x max_client_conn 599 = 1198" in error.message
+
+
+# ---------------------------------------------------------------- Redis
+def test_redis_fits_memory_without_persistence() -> None:
+    # prod: 8 GiB; 3/4 = 6 GiB without persistence.
+    assert errors("prod", {"redis": {"maxmemory": "6GiB"}}, "redis_fits_memory") == []
+    [error] = errors("prod", {"redis": {"maxmemory": "6145MiB"}}, "redis_fits_memory")
+    assert "redis.maxmemory 6GiB" not in error.message
+    assert "(6443499520 bytes) exceeds 3/4 of hardware.redis.memory 8GiB = 6GiB (6442450944 bytes)" in error.message
+
+
+def test_redis_fits_memory_with_persistence_leaves_half() -> None:
+    # With an RDB fork copy-on-write may double memory: 1/2 of 8 GiB = 4 GiB.
+    assert errors("prod", {"redis": {"maxmemory": "4GiB", "persistence": "rdb"}}, "redis_fits_memory") == []
+    [error] = errors("prod", {"redis": {"maxmemory": "4097MiB", "persistence": "rdb"}}, "redis_fits_memory")
+    assert "(4296015872 bytes) exceeds 1/2 of hardware.redis.memory 8GiB = 4GiB (4294967296 bytes)" in error.message
+    # The share form: base's 75% is over the line once persistence is on, 50% is on it.
+    assert errors("prod", {"redis": {"persistence": "aof"}}, "redis_fits_memory")
+    assert errors("prod", {"redis": {"persistence": "aof", "maxmemory": "50%"}}, "redis_fits_memory") == []
+
+
+def test_redis_queue_keeps_jobs() -> None:
+    queue = {"role": "queue", "maxmemory": "50%", "maxmemory_policy": "noeviction", "persistence": "aof"}
+    assert errors("prod", {"redis": queue}, "redis_queue_keeps_jobs") == []
+    [error] = errors("prod", {"redis": {**queue, "maxmemory_policy": "allkeys-lru"}}, "redis_queue_keeps_jobs")
+    assert error.message == "redis.role queue must never evict or lose a job, so it needs maxmemory_policy " \
+                            "noeviction (is allkeys-lru)"
+    [error] = errors("prod", {"redis": {**queue, "persistence": "rdb"}}, "redis_queue_keeps_jobs")
+    assert "persistence aof (is rdb)" in error.message
+    assert errors("prod", {"redis": {"role": "cache"}}, "redis_queue_keeps_jobs") == []
+
+
+# ---------------------------------------------------------------- LLM
+def test_llm_fits_gpu_error_when_not_one_sequence_fits() -> None:
+    # prod: (64GiB - 14.90GiB weights - 2GiB reserve) / 128 KiB = 385833 tokens of KV cache.
+    at_line = {"llm": {"max_model_len": 385833, "max_num_seqs": 1}}
+    assert findings("prod", at_line, "llm_fits_gpu") == []
+    [error] = errors("prod", {"llm": {"max_model_len": 385834, "max_num_seqs": 1}}, "llm_fits_gpu")
+    assert "one sequence of llm.max_model_len 385834 tokens needs" in error.message
+    assert "(50572034048 bytes) of KV cache" in error.message  # 385834 x 131072
+    assert "gpu_memory_utilization 0.8 x 80GiB x 1 GPU(s) = 64GiB - weights 14.90GiB - activation reserve 2GiB" \
+           in error.message
+    assert "= 385833 tokens at 131072 bytes per token: vllm would refuse to start" in error.message
+
+
+def test_llm_fits_gpu_warning_names_the_concurrency_that_fits() -> None:
+    # 47 x 8192 = 385024 <= 385833 tokens; 48 x 8192 = 393216 > 385833.
+    assert findings("prod", {"llm": {"max_num_seqs": 47}}, "llm_fits_gpu") == []
+    [warning] = findings("prod", {"llm": {"max_num_seqs": 48}}, "llm_fits_gpu")
+    assert warning.severity == "warning"
+    assert "llm.max_num_seqs 48 x max_model_len 8192 = 393216 tokens" in warning.message
+    assert "47 sequences of full length fit at once" in warning.message
+
+
+def test_llm_fits_gpu_on_the_dev_gpu() -> None:
+    # dev: L4 24 GiB x 0.8 = 20615843020 bytes - 4e9 (8B int4) - 2 GiB = 14468359372 bytes / 128 KiB = 110384 tokens.
+    assert findings("dev", {"llm": {"max_num_seqs": 13}}, "llm_fits_gpu") == []  # 13 x 8192 = 106496
+    [warning] = findings("dev", {"llm": {"max_num_seqs": 14}}, "llm_fits_gpu")  # 114688
+    assert "= 110384 tokens" in warning.message and warning.severity == "warning"
+    assert findings("dev", {"llm": {"max_model_len": 110384, "max_num_seqs": 1}}, "llm_fits_gpu") == []
+    [error] = errors("dev", {"llm": {"max_model_len": 110385, "max_num_seqs": 1}}, "llm_fits_gpu")
+    assert "ollama would refuse to start" in error.message
+
+
+def test_llm_needs_gpu() -> None:
+    [error] = errors("prod", {"hardware": {"gpu": None}}, "llm_needs_gpu")
+    assert "llm.server vllm needs hardware.gpu" in error.message
+    assert errors("prod", {"hardware": {"gpu": None}, "llm": None}, "llm_needs_gpu") == []
+
+
+def test_llm_kv_cache_dtype_supported() -> None:
+    assert errors("prod", {"llm": {"kv_cache_dtype": "fp8"}}, "llm_kv_cache_dtype_supported") == []
+    [error] = errors("prod", {"llm": {"kv_cache_dtype": "q8_0"}}, "llm_kv_cache_dtype_supported")
+    assert error.message == "llm.kv_cache_dtype q8_0 is not a vllm KV-cache type; vllm takes auto, fp8, fp8_e4m3, fp8_e5m2"
+    assert errors("dev", {"llm": {"kv_cache_dtype": "q8_0"}}, "llm_kv_cache_dtype_supported") == []
+    assert errors("dev", {"llm": {"kv_cache_dtype": "fp8"}}, "llm_kv_cache_dtype_supported")
+
+
+def test_llm_tensor_parallel_fits_heads() -> None:
+    for count in (1, 2, 4, 8, 16):
+        assert errors("prod", {"hardware": {"gpu": {"count": count}}}, "llm_tensor_parallel_fits_heads") == []
+    [error] = errors("prod", {"hardware": {"gpu": {"count": 3}}}, "llm_tensor_parallel_fits_heads")
+    assert "kv_heads 8 across tensor-parallel size 3" in error.message
+    assert "(8 % 3 = 2, 3 % 8 = 3)" in error.message
+
+
+def test_llm_scale_down_covers_keep_alive() -> None:
+    # prod: scale_down_stabilization 10m.
+    assert errors("prod", {"llm": {"keep_alive": "10m"}}, "llm_scale_down_covers_keep_alive") == []
+    [error] = errors("prod", {"llm": {"keep_alive": "601s"}}, "llm_scale_down_covers_keep_alive")
+    assert "autoscaling.llm.scale_down_stabilization 10m (600000 ms) is shorter than llm.keep_alive 601s " \
+           "(601000 ms)" in error.message
+
+
+def test_llm_startup_covers_load_time() -> None:
+    # load_time 120s; the probe tries every 10s: 12 tries cover it, 11 do not.
+    assert errors("prod", {"llm": {"startup_timeout": "120s"}}, "llm_startup_covers_load_time") == []
+    [error] = errors("prod", {"llm": {"startup_timeout": "110s"}}, "llm_startup_covers_load_time")
+    assert "failureThreshold 11 x periodSeconds 10 = 110s but llm.load_time is 2m (120s)" in error.message
+    # The default (2 x load_time) always covers it.
+    assert errors("prod", {"llm": {"load_time": "7m"}}, "llm_startup_covers_load_time") == []
+
+
+def test_llm_autoscaling_has_metric() -> None:
+    assert findings("dev", {}, "llm_autoscaling_has_metric") == []  # dev: max_replicas 1
+    [warning] = findings("dev", {"autoscaling": {"llm": {"max_replicas": 2}}}, "llm_autoscaling_has_metric")
+    assert warning.severity == "warning"
+    assert "autoscaling.llm (min 1, max 2) cannot scale on vllm:num_requests_waiting" in warning.message
+    assert findings("prod", {}, "llm_autoscaling_has_metric") == []
+
+
+# ---------------------------------------------------------------- timeouts nest
+def test_http_timeout_above_query_timeout() -> None:
+    # prod: pgbouncer.query_timeout 35s; the client must wait strictly longer.
+    assert errors("prod", {"app": {"http": {"timeout": "35001ms"}}}, "http_timeout_above_query_timeout") == []
+    [error] = errors("prod", {"app": {"http": {"timeout": "35s"}}}, "http_timeout_above_query_timeout")
+    assert "app.http.timeout 35s (35000 ms) must be above pgbouncer.query_timeout 35s (35000 ms)" in error.message
+
+
+def test_query_timeout_covers_statement_timeout() -> None:
+    # prod: postgres.statement_timeout 30s.
+    assert errors("prod", {"pgbouncer": {"query_timeout": "30s"}}, "query_timeout_covers_statement_timeout") == []
+    [error] = errors("prod", {"pgbouncer": {"query_timeout": "29999ms"}}, "query_timeout_covers_statement_timeout")
+    assert "pgbouncer.query_timeout 29999ms (29999 ms) is below postgres.statement_timeout 30s (30000 ms)" \
+           in error.message
+    # 0 is "no limit" on both sides.
+    assert errors("prod", {"pgbouncer": {"query_timeout": 0}}, "query_timeout_covers_statement_timeout") == []
+    assert errors("prod", {"postgres": {"statement_timeout": 0}}, "query_timeout_covers_statement_timeout")
+
+
+def test_llm_timeout_covers_slo() -> None:
+    # prod: slo.llm_latency_p95 5s.
+    assert errors("prod", {"llm": {"request_timeout": "5s"}}, "llm_timeout_covers_slo") == []
+    [error] = errors("prod", {"llm": {"request_timeout": "4999ms"}}, "llm_timeout_covers_slo")
+    assert "llm.request_timeout 4999ms (4999 ms) is below slo.llm_latency_p95 5s (5000 ms)" in error.message
+
+
+def test_db_query_slo_within_statement_timeout() -> None:
+    assert errors("prod", {"slo": {"db_query_p95": "30s"}}, "db_query_slo_within_statement_timeout") == []
+    [error] = errors("prod", {"slo": {"db_query_p95": "30001ms"}}, "db_query_slo_within_statement_timeout")
+    assert "slo.db_query_p95 30001ms (30001 ms) is above postgres.statement_timeout 30s (30000 ms)" in error.message
+
+
+def test_retry_backoff_ordered() -> None:
+    # base: backoff_base 100ms.
+    assert errors("prod", {"app": {"retry": {"backoff_max": "100ms"}}}, "retry_backoff_ordered") == []
+    [error] = errors("prod", {"app": {"retry": {"backoff_max": "99ms"}}}, "retry_backoff_ordered")
+    assert "app.retry.backoff_max 99ms (99 ms) is below backoff_base 100ms (100 ms)" in error.message
+
+
+# ---------------------------------------------------------------- through render and the CLI
+def test_render_refuses_a_profile_over_the_line() -> None:
+    profile = variant("prod", {"postgres": {"max_connections": 52}})
+    with pytest.raises(CheckError) as caught:
+        render(profile)
+    assert "pgbouncer_fits_postgres" in str(caught.value)
+    assert check(variant("prod", {"postgres": {"max_connections": 53}}))  # only warnings: a list, no raise
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cli_validate_names_the_check_file_and_line(profile_folder: Path) -> None:
+    _write(profile_folder, "tight", "extends: prod\nenvironment: tight\n\npgbouncer:\n  query_timeout: 29s\n")
+    result = run_cli("--profiles-dir", profile_folder, "validate", "tight")
+    assert result.exit_code == 2
+    assert "tight.yaml:5:3: pgbouncer.query_timeout: query_timeout_covers_statement_timeout: " \
+           "pgbouncer.query_timeout 29s (29000 ms) is below postgres.statement_timeout 30s (30000 ms)" in result.stderr
+
+
+def test_cli_validate_passes_at_the_line_and_prints_warnings(profile_folder: Path) -> None:
+    _write(profile_folder, "edge", "extends: prod\nenvironment: edge\npgbouncer:\n  query_timeout: 30s\n")
+    result = run_cli("--profiles-dir", profile_folder, "validate", "edge", "dev")
+    assert result.exit_code == 0, result.stderr
+    assert "edge: ok" in result.stdout and "dev: ok" in result.stdout
+    assert "edge: warning: llm_fits_gpu:" in result.stderr
+
+
+def test_cli_validate_reports_the_gpu_budget_error(profile_folder: Path) -> None:
+    _write(profile_folder, "long", "extends: prod\nenvironment: long\nllm:\n  max_num_seqs: 1\n"
+                                   "  max_model_len: 385834\n")
+    result = run_cli("--profiles-dir", profile_folder, "validate", "long")
+    assert result.exit_code == 2
+    assert "long.yaml:5:3: llm.max_model_len: llm_fits_gpu: one sequence of llm.max_model_len 385834 tokens" \
+           in result.stderr
+
+
+def test_cli_render_writes_nothing_when_a_check_fails(profile_folder: Path, tmp_path: Path) -> None:
+    _write(profile_folder, "small", "extends: prod\nenvironment: small\npostgres:\n  max_connections: 52\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("untouched")
+    before = snapshot(out)
+    result = run_cli("--profiles-dir", profile_folder, "render", "small", "--out", out)
+    assert result.exit_code == 2
+    assert "small.yaml:4:3: postgres.max_connections: pgbouncer_fits_postgres" in result.stderr
+    assert snapshot(out) == before
