@@ -92,13 +92,14 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _same_scalar(want: Any, have: Any, parent: str) -> bool:
+def _same_scalar(want: Any, have: Any, path: str) -> bool:
     if want == have and type(want) is type(have):
         return True
     if isinstance(want, (int, float)) and isinstance(have, (int, float)) and not isinstance(want, bool) \
             and not isinstance(have, bool):
         return float(want) == float(have)
-    if parent in QUANTITY_PARENTS or parent.endswith(("Value", "value")):
+    segments = path.split(".")
+    if (len(segments) > 1 and segments[-2] in QUANTITY_PARENTS) or segments[-1] in ("averageValue", "value"):
         a, b = quantity(want), quantity(have)
         return a is not None and a == b
     return False
@@ -114,7 +115,7 @@ def _list_key(items: list[Any]) -> str | None:
     return None
 
 
-def diff_fields(want: Any, have: Any, path: str, kind: str, parent: str = "") -> list[tuple[str, str, Any, Any]]:
+def diff_fields(want: Any, have: Any, path: str, kind: str) -> list[tuple[str, str, Any, Any]]:
     """(path, kind of difference, expected, actual) for every field `want` sets that `have` lacks or differs in."""
     if isinstance(want, dict):
         if not isinstance(have, dict):
@@ -125,7 +126,7 @@ def diff_fields(want: Any, have: Any, path: str, kind: str, parent: str = "") ->
             if key not in have or have[key] is None and value is not None:
                 out.append((child, MISSING, value, None))
             else:
-                out.extend(diff_fields(value, have[key], child, kind, key))
+                out.extend(diff_fields(value, have[key], child, kind))
         if (kind, path) in OWNED_MAPS:
             out.extend((f"{path}.{key}", EXTRA, None, have[key]) for key in sorted(set(have) - set(want)))
         return out
@@ -141,15 +142,15 @@ def diff_fields(want: Any, have: Any, path: str, kind: str, parent: str = "") ->
                 if item[name] not in by_name:
                     out.append((child, MISSING, item, None))
                 else:
-                    out.extend(diff_fields(item, by_name[item[name]], child, kind, parent))
+                    out.extend(diff_fields(item, by_name[item[name]], child, kind))
             return out
         if len(want) != len(have):
             return [(path, CHANGED, want, have)]
         out = []
         for index, (a, b) in enumerate(zip(want, have, strict=True)):
-            out.extend(diff_fields(a, b, f"{path}[{index}]", kind, parent))
+            out.extend(diff_fields(a, b, f"{path}[{index}]", kind))
         return out
-    return [] if _same_scalar(want, have, parent) else [(path, CHANGED, want, have)]
+    return [] if _same_scalar(want, have, path) else [(path, CHANGED, want, have)]
 
 
 def compare_object(want: dict[str, Any], have: dict[str, Any] | None) -> list[Difference]:
@@ -182,10 +183,21 @@ def read_object(api: Any, obj: dict[str, Any]) -> dict[str, Any] | None:
     """GET one object as the API server returns it (raw JSON); None when it does not exist (404)."""
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        response = api.call_api(api_path(obj), "GET", header_params={"Accept": "application/json"},
-                                auth_settings=["BearerToken"], _preload_content=False,
-                                _return_http_data_only=True, _request_timeout=TIMEOUT_S)
+    headers = {"Accept": "application/json"}
+    if hasattr(api, "param_serialize"):  # kubernetes >= 35: the newer OpenAPI generator's client
+        method, url, header_params, body, post_params = api.param_serialize(
+            method="GET", resource_path=api_path(obj), header_params=headers, auth_settings=["BearerToken"])
+        response = api.call_api(method, url, header_params=header_params, body=body, post_params=post_params,
+                                _request_timeout=TIMEOUT_S)
+        data = response.read()
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=response.reason)
+        return dict(json.loads(data))
+    try:  # older clients: call_api(path, method, ...) raises on errors
+        response = api.call_api(api_path(obj), "GET", header_params=headers, auth_settings=["BearerToken"],
+                                _preload_content=False, _return_http_data_only=True, _request_timeout=TIMEOUT_S)
     except ApiException as exc:
         if exc.status == 404:
             return None
