@@ -195,7 +195,7 @@ class PgBouncer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)  # immediate shutdown; SIGINT waits for clients to leave
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
@@ -261,8 +261,11 @@ def start_pgbouncer(ini_text: str, postgres: Postgres, workdir: Path | None = No
     ini = rewrite_ini(ini_text, local, f"host=127.0.0.1 port={postgres.port}")
     ini_path = workdir / "pgbouncer.ini"
     _write(ini_path, ini)
-    process = subprocess.Popen([*_prefix(), "pgbouncer", str(ini_path)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    # Started as the server user directly (not through runuser, which does not pass signals on): stop()
+    # must reach PgBouncer itself, or it outlives the test.
+    as_user = {"user": RUN_AS, "group": pwd.getpwnam(RUN_AS).pw_gid, "extra_groups": []} if _as_root() else {}
+    process = subprocess.Popen(["pgbouncer", str(ini_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               **as_user)
     server = PgBouncer(workdir=workdir, port=port, process=process, ini_path=ini_path, log=log)
     try:
         _wait(lambda: process.poll() is not None or _port_open(port), 20, "PgBouncer", log)
