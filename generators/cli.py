@@ -96,13 +96,13 @@ def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
     from .errors import ProfileError
     from .lint import lint
     from .profile import load_profile
-    from .render import check
+    from .render import render
 
     problems: list[str] = []
     for env in envs:
         try:
             profile, source = load_profile(env, _profiles_dir(ctx))
-            findings = check(profile, source)
+            findings = render(profile, source).warnings  # the checks' findings and the generators' warnings
             lint(profile, source)
         except ProfileError as exc:
             problems.append(str(exc))

@@ -131,6 +131,8 @@ def test_validate_examples() -> None:
     result = run_cli("--profiles-dir", PROFILES, "validate", "dev", "prod")
     assert result.exit_code == 0, result.output
     assert "dev: ok" in result.stdout and "prod: ok" in result.stdout
+    # warnings are data too: the generators' (pgtune's) as well as the checks'
+    assert "dev: warning: pgtune.lz4: wal_compression = lz4 needs" in result.stderr
 
 
 def test_explain_shows_rule_and_inputs() -> None:
