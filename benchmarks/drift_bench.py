@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,16 +38,6 @@ groups:
         for: 5m
         labels: {severity: warning}
 """
-
-
-def stop_pgbouncer(server: ls.PgBouncer) -> None:
-    pidfile = server.workdir / "pgbouncer.pid"
-    if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
-    server.cleanup()
 
 
 def main() -> int:
@@ -99,7 +87,7 @@ def main() -> int:
             cli_timings.append(time.perf_counter() - start)
     finally:
         if pgbouncer is not None:
-            stop_pgbouncer(pgbouncer)
+            pgbouncer.cleanup()
         for server in reversed(servers):
             server.cleanup()
 

@@ -172,10 +172,13 @@ def api_client(context: str | None = None) -> Any:
         raise RuntimeError("the kubernetes Python client is not installed: pip install 'perfstack[deploy]'") from exc
     try:
         return config.new_client_from_config(context=context)
-    except config.ConfigException:
+    except config.ConfigException as exc:
         if context:
             raise
-        config.load_incluster_config()
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            raise RuntimeError(f"no usable kubeconfig ({exc}) and not running inside a cluster") from None
         return client.ApiClient()
 
 

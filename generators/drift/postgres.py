@@ -211,7 +211,7 @@ def redact(dsn: str) -> str:
     except Exception:  # noqa: BLE001 - an unparsable DSN is reported by connect; never echo it raw
         return "<unparsable DSN>"
     params.pop("password", None)
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def read(dsn: str) -> tuple[dict[str, LiveSetting], dict[str, tuple[str, str | None, int | None]] | None]:
