@@ -303,6 +303,10 @@ def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls
                      "--format", "json")
     assert result.exit_code == 1, result.stdout
     document = json.loads(result.stdout)
+    assert (document["schema"], document["status"], document["exit_code"]) == ("perfstack.drift/v1", "drift", 1)
+    assert all(set(t) == {"target", "endpoint", "status", "checked", "error", "notes", "differences"}
+               and all(set(d) == {"key", "kind", "expected", "actual", "source", "note"} for d in t["differences"])
+               for t in document["targets"])
     assert {t["target"]: {(d["key"], d["kind"], d["expected"], d["actual"]) for d in t["differences"]}
             for t in document["targets"]} == {name: differences(report, name)
                                               for name in ("postgres", "pgbouncer", "redis")}
