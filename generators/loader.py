@@ -19,7 +19,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from .errors import Problem, ProfileError
 
 # Hostile-input bounds: a profile is a few hundred lines written by people.
-MAX_FILE_BYTES = 1024 * 1024
+# ruamel's round-trip parser reads ~10,000 lines a second: the line bound keeps a refusal under a second.
+MAX_FILE_BYTES = 256 * 1024
+MAX_LINES = 5_000
 MAX_NODES = 20_000
 MAX_DEPTH = 32
 
@@ -84,6 +86,9 @@ def _read_yaml(path: Path, shown: str) -> Any:
     deep = _flow_too_deep(text)
     if deep is not None:  # checked before parsing: the parser slows down quadratically with flow depth
         raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deep)
+    lines = text.count("\n") + 1
+    if lines > MAX_LINES:
+        raise _fail(shown, f"profile has {lines} lines; profiles are limited to {MAX_LINES} lines", line=MAX_LINES + 1)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

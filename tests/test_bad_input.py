@@ -1,0 +1,193 @@
+"""Bad input is refused cleanly: every profile in tests/bad_profiles/ (and a few made here: a 50 MB file,
+non-UTF-8 bytes, nesting too deep for the parser) makes `perfstack render` exit 2 with a message naming
+file:line and the key, within 2 s of CPU time and bounded memory, leaving the output folder byte-identical.
+
+Each corpus file starts with `# expect: KEY | MESSAGE`: KEY is the dotted key the message must name (alternatives a/b; `-`
+where the problem is the file itself: syntax, size, encoding), MESSAGE a fragment the message must carry.
+Files run in a folder beside copies of profiles/*.yaml, so `extends: prod` finds its parent.
+Each render runs in its own process under an address-space limit; its time and peak memory are measured
+from that process (os.wait4), not from the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from generators import loader
+
+from .conftest import PROFILES, snapshot
+
+CORPUS = Path(__file__).parent / "bad_profiles"
+TIME_LIMIT_S = 2.0  # CPU seconds (user + system) of the render process, start-up included
+WALL_LIMIT_S = 10.0  # wall clock, loose: parallel test workers share the cores; it catches hangs
+MEMORY_LIMIT_BYTES = 2 * 1024**3  # RLIMIT_AS of the render process: a blow-up dies instead of swapping
+PEAK_RSS_LIMIT_KB = 256 * 1024  # what a refused render may use at its peak (Python + pydantic is ~45 MB)
+RENDER = "from generators.cli import main; main()"
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float  # wall clock
+    cpu_seconds: float
+    peak_rss_kb: int
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
+def perfstack(cwd: Path, *args: str) -> Run:
+    """Run the CLI in a fresh process and measure that process alone (wall time, peak RSS)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-c", RENDER, *args], cwd=cwd, stdout=out, stderr=err,
+                                preexec_fn=_limit_memory)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            proc.returncode = 0  # reaped by wait4: keep Popen from waiting again
+        seconds = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        return Run(os.waitstatus_to_exitcode(status), out.read().decode(errors="replace"),
+                   err.read().decode(errors="replace"), seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    first = path.read_bytes().split(b"\n", 1)[0].decode()
+    match = re.fullmatch(r"# expect: (\S+) \| ?(.*)", first)
+    assert match, f"{path.name}: first line must be '# expect: KEY | MESSAGE'"
+    return match.group(1), match.group(2)
+
+
+CASES = sorted(CORPUS.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def workspace() -> Iterator[Path]:
+    """The example profiles, the corpus, and a previously rendered folder that must never change."""
+    folder = Path(tempfile.mkdtemp(prefix="perfstack-bad-"))
+    try:
+        for path in [*PROFILES.glob("*.yaml"), *CASES]:
+            shutil.copy(path, folder / path.name)
+        result = perfstack(folder, "render", "prod.yaml", "--out", "out")
+        assert result.returncode == 0, result.stderr
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def assert_refused(folder: Path, name: str, key: str, message: str) -> Run:
+    before = snapshot(folder / "out")
+    entries = sorted(p.name for p in folder.iterdir())
+    result = perfstack(folder, "render", name, "--out", "out")
+    assert result.returncode == 2, f"{name}: exit {result.returncode}\n{result.stderr}"
+    assert result.stderr.startswith("perfstack: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    located = re.search(r"([\w.-]+\.yaml):(\d+)(:\d+)?:", result.stderr)
+    assert located, f"{name}: no file:line in {result.stderr!r}"
+    assert (folder / located.group(1)).exists() and int(located.group(2)) >= 1
+    if key != "-":  # KEY may list alternatives (a/b) where a check names two keys and locates the written one
+        named = any(re.search(rf": {re.escape(k)}[.:]", result.stderr) for k in key.split("/"))
+        assert named, f"{name}: {key} not named in {result.stderr!r}"
+    assert message in result.stderr, f"{name}: {message!r} not in {result.stderr!r}"
+    assert result.cpu_seconds < TIME_LIMIT_S, f"{name}: took {result.cpu_seconds:.2f} CPU seconds"
+    assert result.seconds < WALL_LIMIT_S, f"{name}: took {result.seconds:.2f}s"
+    assert result.peak_rss_kb < PEAK_RSS_LIMIT_KB, f"{name}: peak RSS {result.peak_rss_kb} kB"
+    assert snapshot(folder / "out") == before, f"{name}: the output folder changed"
+    assert sorted(p.name for p in folder.iterdir()) == entries, f"{name}: left files beside the output folder"
+    assert not result.stdout
+    return result
+
+
+def test_the_corpus_covers_every_kind_of_bad_input() -> None:
+    kinds = {path.name.split("_")[0] for path in CASES}
+    assert len(CASES) >= 30
+    assert {"syntax", "type", "unit", "range", "unknown", "extends", "check", "secret", "hostile"} <= kinds
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_bad_profile_is_refused(workspace: Path, path: Path) -> None:
+    key, message = expectation(path)
+    assert_refused(workspace, path.name, key, message)
+    assert not list(workspace.glob("perfstack-pwned*")), "a YAML tag ran code"
+
+
+def test_secret_value_is_not_echoed(workspace: Path) -> None:
+    for path in CORPUS.glob("secret_*.yaml"):
+        result = perfstack(workspace, "render", path.name, "--out", "out")
+        assert result.returncode == 2
+        assert "hunter2" not in result.stderr, f"{path.name} echoed the secret"
+
+
+def test_fifty_megabyte_profile(workspace: Path) -> None:
+    path = workspace / "huge.yaml"
+    line = "# " + "x" * 1021 + "\n"
+    with open(path, "w") as handle:
+        handle.write("extends: prod\n")
+        for _ in range(50 * 1024):
+            handle.write(line)
+    assert path.stat().st_size >= 50 * 1024 * 1024
+    try:
+        assert_refused(workspace, "huge.yaml", "-", "profiles are limited to")
+    finally:
+        path.unlink()
+
+
+def test_non_utf8_bytes(workspace: Path) -> None:
+    path = workspace / "latin1.yaml"
+    path.write_bytes(b"extends: prod\nnamespace: caf\xe9\n")
+    try:
+        result = assert_refused(workspace, "latin1.yaml", "-", "not UTF-8")
+        assert "latin1.yaml:2:" in result.stderr or "latin1.yaml:2 " in result.stderr
+    finally:
+        path.unlink()
+
+
+def test_block_nesting_too_deep_for_the_parser(workspace: Path) -> None:
+    path = workspace / "deep.yaml"
+    lines = ["extends: prod", "app:"] + [" " * depth + "a:" for depth in range(1, 700)] + [" " * 700 + "b: 1"]
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        assert_refused(workspace, "deep.yaml", "-", "nested deeper than")
+    finally:
+        path.unlink()
+
+
+def test_too_many_lines(workspace: Path) -> None:
+    """The parser reads ~10,000 lines a second: a long file is refused before it is parsed."""
+    path = workspace / "long.yaml"
+    path.write_text("extends: prod\napp:\n" + "".join(f"  k{i}: {i}\n" for i in range(loader.MAX_LINES + 100)))
+    assert path.stat().st_size < loader.MAX_FILE_BYTES
+    try:
+        assert_refused(workspace, "long.yaml", "-", "lines")
+    finally:
+        path.unlink()
+
+
+def test_many_aliases_just_under_the_limits(workspace: Path) -> None:
+    """Aliases are references, not copies: a file full of them is still bounded by the node limit."""
+    path = workspace / "aliases.yaml"
+    lines = ["extends: prod", "app:", "  base: &b {x: 1, y: 2, z: 3, w: [1, 2, 3, 4, 5, 6, 7, 8]}"]
+    lines += [f"  k{i}: *b" for i in range(loader.MAX_LINES - 10)]
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < loader.MAX_FILE_BYTES
+    try:
+        assert_refused(workspace, "aliases.yaml", "app", "more than")
+    finally:
+        path.unlink()
