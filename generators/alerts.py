@@ -42,6 +42,12 @@ DEFAULT_EVALUATION_MS = 60_000
 # vLLM's metric label naming the served model; the API's job label is its Deployment's name.
 MODEL_LABEL = "model_name"
 OLLAMA_PROBE_PATH = "/api/version"  # Ollama has no /metrics; this answers as soon as the server is up
+# A hit ratio over a trickle is noise (a restarted database reads its catalog from disk once): the cache
+# alert waits for at least this many blocks read from outside shared_buffers per second (80 kB/s at 8 kB).
+POSTGRES_MIN_BLOCK_READS_PER_SECOND = 10
+# The ratio proofs' traffic per evaluation step: the first rate() (one step spread over the whole 5m
+# window) already clears the noise floor above (6% of 10^6 / 300 s = 200 blocks/s).
+PROOF_EVENTS_PER_STEP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -151,8 +157,10 @@ def ratio_proof(numerator: tuple[str, dict[str, str]], rest: tuple[str, dict[str
         n = _samples(interval_ms, _horizon(for_ms, interval_ms, interval_ms))
         num_series, rest_series = _series(*numerator), _series(*rest)
 
+        per_step = PROOF_EVENTS_PER_STEP
+
         def values(share: float) -> dict[str, str]:
-            return {num_series: _counter(1000 * share, n), rest_series: _counter(1000 * (1 - share), n)}
+            return {num_series: _counter(per_step * share, n), rest_series: _counter(per_step * (1 - share), n)}
         return Proof(values(bad_share), values(good_share), interval_ms, out)
     return build
 
@@ -256,11 +264,13 @@ def postgres_alerts(profile: Profile) -> list[Alert]:
                           {**ns, "instance": series["instance"]}, 5 * 60_000)),
         Alert("PostgresCacheHitRatioLow",
               f"{rate_sum('pg_stat_database_blks_hit')} / ({rate_sum('pg_stat_database_blks_hit')} + "
-              f"{rate_sum('pg_stat_database_blks_read')}) < {num(hit_min)}",
+              f"{rate_sum('pg_stat_database_blks_read')}) < {num(hit_min)} and "
+              f"{rate_sum('pg_stat_database_blks_read')} > {POSTGRES_MIN_BLOCK_READS_PER_SECOND}",
               15 * 60_000, "warning", "PostgreSQL reads miss shared_buffers",
               f"Database {{{{ $labels.datname }}}} on {{{{ $labels.instance }}}} finds fewer than {_pct(hit_min)} "
               "(alerts.postgres_cache_hit_ratio_min) of the blocks it reads in shared_buffers for 15m: "
-              "the working set outgrew the memory pgtune sized.",
+              "the working set outgrew the memory pgtune sized. (Quiet while fewer than "
+              f"{POSTGRES_MIN_BLOCK_READS_PER_SECOND} blocks/s are read from disk.)",
               hit_min, "given by alerts.postgres_cache_hit_ratio_min", {"postgres_cache_hit_ratio_min": hit_min},
               ratio_proof(("pg_stat_database_blks_hit", db), ("pg_stat_database_blks_read", db), hit_min,
                           False, by_db, 15 * 60_000)),
