@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import os
 import shutil
@@ -28,12 +30,32 @@ def _locked(out_dir: Path) -> Iterator[None]:
 
 
 def _recover(out_dir: Path) -> None:
-    """A render killed between its two renames leaves the previous folder as .NAME.old: put it back."""
+    """Undo what a killed render left (called under the lock, so no other render owns these):
+    a previous folder parked as .NAME.old goes back, and stale .NAME.new-* staging folders go."""
     old = out_dir.parent / f".{out_dir.name}.old"
     if old.exists() and not out_dir.exists():
         old.rename(out_dir)
     elif old.exists():
         shutil.rmtree(old)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.new-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def write_bundle(bundle: Bundle, out_dir: Path) -> None:
@@ -49,9 +71,12 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> None:
                 path.write_text(text, encoding="utf-8")
             staging.chmod(0o755)
             old = out_dir.parent / f".{out_dir.name}.old"
-            if out_dir.exists():
-                out_dir.rename(old)
-            staging.rename(out_dir)
+            if out_dir.exists() and _exchange(staging, out_dir):
+                pass  # one atomic swap: out_dir is the new render, staging holds the previous one (removed below)
+            else:
+                if out_dir.exists():
+                    out_dir.rename(old)
+                staging.rename(out_dir)
             if old.exists():
                 shutil.rmtree(old)
             fd = os.open(out_dir.parent, os.O_RDONLY)
