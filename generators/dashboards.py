@@ -1,10 +1,351 @@
-"""Placeholder: the dashboards generator arrives with its issue. Renders nothing yet."""
+"""Grafana dashboards built with grafana-foundation-sdk: an overview with the SLOs as threshold lines,
+and one per component (PostgreSQL, PgBouncer, Redis, LLM server, API) whose lines are the very thresholds
+the alerts use (generators.alerts computes them from the profile; nothing is recomputed here).
+
+Every dashboard has a stable UID derived from its name (perfstack-ENV-COMPONENT), a templated Prometheus
+datasource ($datasource), the environment it was rendered for ($environment) and the namespace its
+series carry ($namespace). Files: grafana/<uid>.json. Kubernetes: a ConfigMap per dashboard labelled for
+kube-prometheus-stack's Grafana sidecar (kubernetes.dashboard_labels), or, with
+kubernetes.dashboards: grafana-operator, a GrafanaDashboard selecting kubernetes.grafana_instance_labels.
+Metric names: generators/metrics.py.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builder
+from grafana_foundation_sdk.builders import dashboard as dashboard_builder
+from grafana_foundation_sdk.builders import prometheus as prometheus_builder
+from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as common_model
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+
+from .alerts import alerts as alert_rules
 from .bundle import Part
+from .k8s import LLM_SERVER, config_map, metadata
 from .profile import Profile
+
+TARGET = "dashboards"
+UID_MAX = 40  # Grafana's limit on dashboard UIDs
+DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+NS = 'namespace="$namespace"'
+RATE = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    unit: str
+    queries: tuple[Query, ...]
+    line: float | None = None  # threshold line (an SLO or an alert threshold)
+    line_name: str = ""  # what the line is, for the description
+    description: str = ""
+
+
+def uid(profile: Profile, component: str) -> str:
+    """perfstack-ENV-COMPONENT; a name too long for Grafana becomes a hash of it (still stable)."""
+    name = f"perfstack-{profile.environment}-{component}"
+    if len(name) <= UID_MAX:
+        return name
+    return f"perfstack-{hashlib.sha256(name.encode()).hexdigest()[:UID_MAX - 10]}"
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(expr, legend)
+
+
+def p95(metric: str, matchers: str, by: str = "") -> str:
+    group = f"{by}, le" if by else "le"
+    return f"histogram_quantile(0.95, sum by ({group}) (rate({metric}_bucket{{{matchers}}}[{RATE}])))"
+
+
+def _ratio(hit: str, total: str) -> str:
+    return f"{hit} / {total}"
+
+
+# ---------------------------------------------------------------- panels per dashboard
+def overview(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    slo, app = profile.slo, profile.app
+    api = f'{NS}, job="{app.deployment}"'
+    pool_max = app.db_pool.size + app.db_pool.max_overflow
+
+    def cache(name: str, ratio: float) -> PanelSpec:
+        sel = f'{api}, cache="{name}"'
+        return PanelSpec(f"{name.capitalize()} cache hit ratio", "percentunit", (q(_ratio(
+            f'sum(rate(app_cache_requests_total{{{sel}, result="hit"}}[{RATE}]))',
+            f"sum(rate(app_cache_requests_total{{{sel}}}[{RATE}]))"), "hit ratio"),), ratio,
+            f"slo.cache_hit_ratio.{name}")
+
+    return [
+        PanelSpec("API p95 latency", "s", (q(p95("http_request_duration_seconds", api), "p95"),),
+                  slo.api_latency_p95 / 1000, "slo.api_latency_p95"),
+        PanelSpec("API error ratio (5xx)", "percentunit", (q(_ratio(
+            f'sum(rate(http_requests_total{{{api}, status="5xx"}}[{RATE}]))',
+            f"sum(rate(http_requests_total{{{api}}}[{RATE}]))"), "5xx share"),), slo.error_rate, "slo.error_rate"),
+        PanelSpec("LLM p95 latency (as the API sees it)", "s",
+                  (q(p95("app_llm_request_duration_seconds", api), "p95"),),
+                  slo.llm_latency_p95 / 1000, "slo.llm_latency_p95"),
+        PanelSpec("Workflow p95 duration", "s", (q(p95("app_workflow_duration_seconds", api), "p95"),),
+                  slo.workflow_p95 / 1000, "slo.workflow_p95"),
+        PanelSpec("Database query p95", "s", (q(p95("app_db_query_duration_seconds", api), "p95"),),
+                  slo.db_query_p95 / 1000, "slo.db_query_p95"),
+        cache("query", slo.cache_hit_ratio.query),
+        cache("llm", slo.cache_hit_ratio.llm),
+        PanelSpec("API database pool utilization", "percentunit",
+                  (q(f"max by (instance) (app_db_pool_connections_in_use{{{api}}}) / {pool_max}", "{{instance}}"),),
+                  slo.pool_utilization_max, "slo.pool_utilization_max",
+                  f"checked-out connections / (db_pool.size {app.db_pool.size} + max_overflow {app.db_pool.max_overflow})"),
+        PanelSpec("API memory per pod", "bytes", (q(
+            f'sum by (pod) (container_memory_working_set_bytes{{{NS}, pod=~"{app.deployment}-.*", container!=""}})',
+            "{{pod}}"),), slo.memory_max, "slo.memory_max"),
+        PanelSpec("API CPU per pod (share of its limit)", "percentunit", (q(
+            f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{NS}, pod=~"{app.deployment}-.*", container!=""}}'
+            f'[{RATE}])) / sum by (pod) (kube_pod_container_resource_limits{{{NS}, pod=~"{app.deployment}-.*", '
+            'resource="cpu"})', "{{pod}}"),), slo.cpu_max, "slo.cpu_max"),
+        PanelSpec("Firing alerts", "short", (q(
+            'sum by (component) (ALERTS{alertstate="firing", environment="$environment"})',
+            "{{component}}"),)),
+    ]
+
+
+def postgres_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    db = f'{NS}, datname!~"template.*"'
+    return [
+        PanelSpec("PostgreSQL up", "short", (q(f"pg_up{{{NS}}}", "{{instance}}"),)),
+        PanelSpec("Connections by state", "short", (q(f"sum by (state) (pg_stat_activity_count{{{NS}}})", "{{state}}"),),
+                  limits.get("PostgresConnectionsHigh"), "alert PostgresConnectionsHigh"),
+        PanelSpec("Cache hit ratio", "percentunit", (q(_ratio(
+            f"sum by (datname) (rate(pg_stat_database_blks_hit{{{db}}}[{RATE}]))",
+            f"(sum by (datname) (rate(pg_stat_database_blks_hit{{{db}}}[{RATE}])) + "
+            f"sum by (datname) (rate(pg_stat_database_blks_read{{{db}}}[{RATE}])))"), "{{datname}}"),),
+            limits.get("PostgresCacheHitRatioLow"), "alert PostgresCacheHitRatioLow"),
+        PanelSpec("Transactions per second", "ops", (
+            q(f"sum by (datname) (rate(pg_stat_database_xact_commit{{{db}}}[{RATE}]))", "commit {{datname}}"),
+            q(f"sum by (datname) (rate(pg_stat_database_xact_rollback{{{db}}}[{RATE}]))", "rollback {{datname}}"))),
+        PanelSpec("Deadlocks", "short", (q(f"sum by (datname) (increase(pg_stat_database_deadlocks{{{db}}}[{RATE}]))",
+                                           "{{datname}}"),)),
+        PanelSpec("Longest open transaction", "s", (
+            q(f"max by (datname) (pg_stat_activity_max_tx_duration{{{NS}}})", "{{datname}}"),),
+            limits.get("PostgresLongTransaction"), "alert PostgresLongTransaction"),
+        PanelSpec("Database size", "bytes", (q(f"pg_database_size_bytes{{{db}}}", "{{datname}}"),)),
+        PanelSpec("Exporter scrape errors", "short", (q(f"pg_exporter_last_scrape_error{{{NS}}}", "{{instance}}"),)),
+    ]
+
+
+def pgbouncer_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    return [
+        PanelSpec("PgBouncer up", "short", (q(f"pgbouncer_up{{{NS}}}", "{{instance}}"),)),
+        PanelSpec("Client connections", "short", (
+            q(f"sum(pgbouncer_pools_client_active_connections{{{NS}}})", "active"),
+            q(f"sum(pgbouncer_pools_client_waiting_connections{{{NS}}})", "waiting")),
+            limits.get("PgBouncerClientConnectionsHigh"), "alert PgBouncerClientConnectionsHigh (per instance)"),
+        PanelSpec("Server connections", "short", (
+            q(f"sum(pgbouncer_pools_server_active_connections{{{NS}}})", "active"),
+            q(f"sum(pgbouncer_pools_server_idle_connections{{{NS}}})", "idle"),
+            q(f"sum(pgbouncer_pools_server_used_connections{{{NS}}})", "used")),
+            limits.get("PgBouncerServerConnectionsHigh"), "alert PgBouncerServerConnectionsHigh"),
+        PanelSpec("Longest client wait", "s", (
+            q(f"max by (database) (pgbouncer_pools_client_maxwait_seconds{{{NS}}})", "{{database}}"),),
+            limits.get("PgBouncerMaxWaitHigh"), "alert PgBouncerMaxWaitHigh (pgbouncer.reserve_pool_timeout)"),
+        PanelSpec("Queries per second", "ops", (
+            q(f"sum by (database) (rate(pgbouncer_stats_queries_pooled_total{{{NS}}}[{RATE}]))", "{{database}}"),)),
+    ]
+
+
+def redis_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    panels = [
+        PanelSpec("Redis up", "short", (q(f"redis_up{{{NS}}}", "{{instance}}"),)),
+        PanelSpec("Memory used", "bytes", (q(f"redis_memory_used_bytes{{{NS}}}", "used {{instance}}"),
+                                           q(f"redis_memory_max_bytes{{{NS}}}", "maxmemory {{instance}}")),
+                  limits.get("RedisMemoryHigh"), "alert RedisMemoryHigh"),
+        PanelSpec("Keyspace hit ratio", "percentunit", (q(_ratio(
+            f"sum(rate(redis_keyspace_hits_total{{{NS}}}[{RATE}]))",
+            f"(sum(rate(redis_keyspace_hits_total{{{NS}}}[{RATE}])) + "
+            f"sum(rate(redis_keyspace_misses_total{{{NS}}}[{RATE}])))"), "hit ratio"),)),
+        PanelSpec("Connected clients", "short", (q(f"sum(redis_connected_clients{{{NS}}})", "clients"),)),
+        PanelSpec("Rejected connections", "short", (
+            q(f"sum(increase(redis_rejected_connections_total{{{NS}}}[{RATE}]))", "rejected"),)),
+    ]
+    if "RedisEvictionsHigh" in limits:
+        panels.append(PanelSpec("Evictions per second", "ops", (
+            q(f"sum(rate(redis_evicted_keys_total{{{NS}}}[{RATE}]))", "evicted"),),
+            limits["RedisEvictionsHigh"], "alert RedisEvictionsHigh"))
+    else:
+        panels.append(PanelSpec("Writes refused (OOM)", "short", (
+            q(f'sum(increase(redis_errors_total{{{NS}, err="OOM"}}[{RATE}]))', "OOM"),)))
+    return panels
+
+
+def llm_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    llm, slo = profile.llm, profile.slo
+    api = f'{NS}, job="{profile.app.deployment}"'
+    client = PanelSpec("LLM p95 latency (as the API sees it)", "s",
+                       (q(p95("app_llm_request_duration_seconds", api), "p95"),),
+                       slo.llm_latency_p95 / 1000, "slo.llm_latency_p95")
+    if llm is None:
+        return [client]
+    if llm.server == "ollama":
+        from .alerts import ollama_probe_job
+        job = f'job="{ollama_probe_job(profile)}"'
+        return [
+            PanelSpec("Ollama reachable (blackbox probe)", "short", (q(f"probe_success{{{job}}}", "{{instance}}"),)),
+            PanelSpec("Probe duration", "s", (q(f"probe_duration_seconds{{{job}}}", "{{instance}}"),)),
+            client,
+        ]
+    metric = profile.autoscaling.llm.metric
+    return [
+        PanelSpec("Requests waiting and running", "short", (
+            q(f"sum by (model_name) ({metric}{{{NS}}})", f"{metric} {{{{model_name}}}}"),
+            q(f"sum by (model_name) (vllm:num_requests_running{{{NS}}})", "running {{model_name}}")),
+            limits.get("LlmQueueSaturated"), "alert LlmQueueSaturated (autoscaling target x max replicas)"),
+        PanelSpec("KV cache usage", "percentunit", (
+            q(f"max by (instance) (vllm:kv_cache_usage_perc{{{NS}}})", "{{instance}}"),),
+            limits.get("LlmKvCacheHigh"), "alert LlmKvCacheHigh"),
+        PanelSpec("End-to-end p95 latency", "s", (q(p95("vllm:e2e_request_latency_seconds", NS, "model_name"),
+                                                    "{{model_name}}"),),
+                  slo.llm_latency_p95 / 1000, "slo.llm_latency_p95"),
+        PanelSpec("Time to first token p95", "s", (q(p95("vllm:time_to_first_token_seconds", NS, "model_name"),
+                                                     "{{model_name}}"),),
+                  slo.llm_time_to_first_token_p95 / 1000, "slo.llm_time_to_first_token_p95"),
+        PanelSpec("Inter-token latency p95", "s", (q(p95("vllm:inter_token_latency_seconds", NS, "model_name"),
+                                                     "{{model_name}}"),)),
+        PanelSpec("Replicas", "short", (
+            q(f'kube_horizontalpodautoscaler_status_current_replicas{{{NS}, horizontalpodautoscaler="{LLM_SERVER}"}}',
+              "current"),
+            q(f'kube_horizontalpodautoscaler_spec_max_replicas{{{NS}, horizontalpodautoscaler="{LLM_SERVER}"}}', "max"))),
+        client,
+    ]
+
+
+def api_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    slo, app = profile.slo, profile.app
+    api = f'{NS}, job="{app.deployment}"'
+    hpa = f'{NS}, horizontalpodautoscaler="{app.deployment}"'
+    return [
+        PanelSpec("Requests per second by status", "reqps", (
+            q(f"sum by (status) (rate(http_requests_total{{{api}}}[{RATE}]))", "{{status}}"),)),
+        PanelSpec("p95 latency by handler", "s", (q(p95("http_request_duration_seconds", api, "handler"),
+                                                    "{{handler}}"),),
+                  slo.api_latency_p95 / 1000, "slo.api_latency_p95"),
+        PanelSpec("Error ratio (5xx)", "percentunit", (q(_ratio(
+            f'sum(rate(http_requests_total{{{api}, status="5xx"}}[{RATE}]))',
+            f"sum(rate(http_requests_total{{{api}}}[{RATE}]))"), "5xx share"),), slo.error_rate, "slo.error_rate"),
+        PanelSpec("Cache hit ratio", "percentunit", (q(_ratio(
+            f'sum by (cache) (rate(app_cache_requests_total{{{api}, result="hit"}}[{RATE}]))',
+            f"sum by (cache) (rate(app_cache_requests_total{{{api}}}[{RATE}]))"), "{{cache}}"),),
+            min(slo.cache_hit_ratio.query, slo.cache_hit_ratio.llm), "the lower of slo.cache_hit_ratio.*"),
+        PanelSpec("Database pool connections in use", "short", (
+            q(f"app_db_pool_connections_in_use{{{api}}}", "{{instance}}"),),
+            limits.get("ApiDbPoolSaturated"), "alert ApiDbPoolSaturated"),
+        PanelSpec("Workflow p95 duration", "s", (q(p95("app_workflow_duration_seconds", api), "p95"),),
+                  slo.workflow_p95 / 1000, "slo.workflow_p95"),
+        PanelSpec("Replicas", "short", (
+            q(f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}", "current"),
+            q(f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", "max")),
+            profile.autoscaling.api.max_replicas, "autoscaling.api.max_replicas"),
+    ]
+
+
+DASHBOARDS: dict[str, tuple[str, Callable[[Profile, dict[str, float]], list[PanelSpec]]]] = {
+    "overview": ("Overview (SLOs)", overview),
+    "postgres": ("PostgreSQL", postgres_panels),
+    "pgbouncer": ("PgBouncer", pgbouncer_panels),
+    "redis": ("Redis", redis_panels),
+    "llm": ("LLM server", llm_panels),
+    "api": ("API", api_panels),
+}
+
+
+# ---------------------------------------------------------------- building with grafana-foundation-sdk
+def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel:
+    panel = (timeseries.Panel().id(panel_id).title(spec.title).unit(spec.unit).min(0).datasource(DATASOURCE)
+             .height(8).span(12).line_width(1).fill_opacity(10))
+    description = spec.description
+    if spec.line is not None:
+        panel = panel.thresholds(dashboard_builder.ThresholdsConfig().mode(dashboard_model.ThresholdsMode.ABSOLUTE)
+                                 .steps([dashboard_model.Threshold(value=None, color="green"),
+                                         dashboard_model.Threshold(value=round(spec.line, 6), color="red")]))
+        panel = panel.thresholds_style(common_builder.GraphThresholdsStyleConfig()
+                                       .mode(common_model.GraphThresholdsStyleMode.DASHED))
+        description = (description + "; " if description else "") + f"red line: {spec.line_name} = {spec.line:g}"
+    if description:
+        panel = panel.description(description)
+    for index, query in enumerate(spec.queries):
+        panel = panel.with_target(prometheus_builder.Dataquery().expr(query.expr).legend_format(query.legend or "__auto")
+                                  .ref_id(chr(ord("A") + index)).datasource(DATASOURCE))
+    return panel
+
+
+def _variables(profile: Profile) -> list[Any]:
+    return [
+        dashboard_builder.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        dashboard_builder.CustomVariable("environment").label("Environment").values(profile.environment)
+        .current(dashboard_model.VariableOption(selected=True, text=profile.environment, value=profile.environment)),
+        dashboard_builder.QueryVariable("namespace").label("Namespace").datasource(DATASOURCE)
+        .query("label_values(up, namespace)")
+        .current(dashboard_model.VariableOption(selected=True, text=profile.namespace, value=profile.namespace)),
+    ]
+
+
+def build(profile: Profile, component: str) -> dict[str, Any]:
+    """One dashboard as Grafana's JSON model (a dict)."""
+    title, panels = DASHBOARDS[component]
+    limits = {alert.name: alert.threshold for found in alert_rules(profile).values() for alert in found}
+    board = (dashboard_builder.Dashboard(f"perfstack {profile.environment} / {title}")
+             .uid(uid(profile, component)).tags(["perfstack", profile.environment, component])
+             .refresh("30s").time("now-6h", "now").timezone("browser").editable()
+             .link(dashboard_builder.DashboardLink("perfstack").type(dashboard_model.DashboardLinkType.DASHBOARDS)
+                   .tags(["perfstack", profile.environment]).as_dropdown(True).include_vars(True).keep_time(True)))
+    for variable in _variables(profile):
+        board = board.with_variable(variable)
+    for index, spec in enumerate(panels(profile, limits)):
+        board = board.with_panel(_panel(spec, index + 1))
+    return json.loads(JSONEncoder(sort_keys=True, indent=2).encode(board.build()))
+
+
+def dashboards(profile: Profile) -> dict[str, dict[str, Any]]:
+    """uid -> dashboard JSON model, for every dashboard."""
+    return {uid(profile, component): build(profile, component) for component in DASHBOARDS}
+
+
+def expressions(board: dict[str, Any]) -> list[str]:
+    """Every PromQL expression in a dashboard's panels (what the tests parse with Prometheus)."""
+    return [target["expr"] for panel in board.get("panels", []) for target in panel.get("targets", [])
+            if target.get("expr")]
+
+
+def to_json(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------- Kubernetes objects
+def dashboard_object(profile: Profile, component: str, text: str) -> dict[str, Any]:
+    board_uid, name = uid(profile, component), f"grafana-dashboard-{component}"
+    if profile.kubernetes.dashboards == "grafana-operator":
+        return {"apiVersion": "grafana.integreatly.org/v1beta1", "kind": "GrafanaDashboard",
+                "metadata": metadata(profile, name, "dashboards"),
+                "spec": {"instanceSelector": {"matchLabels": dict(profile.kubernetes.grafana_instance_labels)},
+                         "allowCrossNamespaceImport": True, "resyncPeriod": "10m", "json": text}}
+    return config_map(profile, name, "dashboards", {f"{board_uid}.json": text},
+                      dict(profile.kubernetes.dashboard_labels))
 
 
 def render(profile: Profile) -> Part:
-    return Part()
+    files, objects = {}, []
+    for component in DASHBOARDS:
+        text = to_json(build(profile, component))
+        files[f"grafana/{uid(profile, component)}.json"] = text
+        objects.append(dashboard_object(profile, component, text))
+    return Part(files=files, objects=objects)
