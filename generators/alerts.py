@@ -78,10 +78,11 @@ class Alert:
 
 # ---------------------------------------------------------------- PromQL and promtool helpers
 def num(value: float) -> str:
-    """A number as PromQL and promtool read it: integers bare, others with up to 6 decimals."""
+    """A number as PromQL and promtool read it: integers bare, others to 12 significant digits
+    (0.8 x 197 is 157.6, not 157.60000000000002)."""
     if float(value).is_integer():
         return str(int(value))
-    return repr(round(float(value), 6))
+    return f"{float(value):.12g}"
 
 
 def selector(metric: str, matchers: dict[str, str], *extra: str) -> str:
@@ -387,7 +388,7 @@ def redis_alerts(profile: Profile) -> list[Alert]:
     by_instance = {**ns, "instance": series["instance"]}
     util = profile.slo.pool_utilization_max
     maxmemory = redis.maxmemory_bytes(profile)
-    memory_limit = util * maxmemory
+    memory_limit = int(util * maxmemory)  # whole bytes
     evicts = r.maxmemory_policy != "noeviction"
     w = _window()
     alerts = [
