@@ -1,0 +1,87 @@
+"""Render N generated environments in one process and print seconds and peak memory as JSON.
+
+Each environment is the prod profile with different hardware, workload, storage, PostgreSQL version,
+Redis memory and replica counts, validated like a profile file (units as strings) and rendered to its
+own folder, as `perfstack render` does. Used by benchmarks/run.py; runs alone so that its peak memory
+(resource.getrusage maxrss) is its own.
+
+    python3 benchmarks/render_many.py [N] [--profiles-dir profiles]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from generators.loader import load_source, resolve_profile_path
+from generators.output import write_bundle
+from generators.profile import Profile
+from generators.render import render
+
+MEMORIES = ["2GiB", "4GiB", "8GiB", "16GiB", "32GiB", "64GiB", "128GiB", "256GiB"]
+CPUS = [1, 2, 4, 8, 16, 32]
+WORKLOADS = ["web", "oltp", "dw", "mixed", "desktop"]
+STORAGE = ["ssd", "nvme", "hdd", "san"]
+VERSIONS = [13, 14, 15, 16, 17]
+
+
+def generated_profiles(base: dict, count: int) -> list[Profile]:
+    """count distinct, valid variations of the base profile's data."""
+    combos = itertools.product(MEMORIES, CPUS, WORKLOADS, STORAGE, VERSIONS)
+    profiles = []
+    for index, (memory, cpus, workload, storage, version) in enumerate(combos):
+        if len(profiles) == count:
+            break
+        data = copy.deepcopy(base)
+        data["environment"] = f"gen-{index:03d}"
+        data["hardware"]["postgres"] = {"memory": memory, "cpus": cpus, "storage": storage, "os": "linux"}
+        data["hardware"]["redis"] = {"memory": ["512MiB", "1GiB", "4GiB", "8GiB"][index % 4], "cpus": 1 + index % 2}
+        data["postgres"] = {**data.get("postgres", {}), "workload": workload, "version": version}
+        profiles.append(Profile.model_validate(data))
+    return profiles
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("count", nargs="?", type=int, default=100)
+    parser.add_argument("--env", default="prod")
+    parser.add_argument("--profiles-dir", type=Path, default=Path("profiles"))
+    args = parser.parse_args()
+    base = load_source(resolve_profile_path(args.env, args.profiles_dir)).data
+    out = Path(tempfile.mkdtemp(prefix="perfstack-render-many-"))
+    failures: list[str] = []
+    files = 0
+    try:
+        started = time.perf_counter()
+        profiles = generated_profiles(dict(base), args.count)
+        for profile in profiles:
+            try:
+                bundle = render(profile)
+            except Exception as exc:  # a generated profile the checks refuse is reported, not fatal
+                failures.append(f"{profile.environment}: {str(exc).splitlines()[0]}")
+                continue
+            write_bundle(bundle, out / profile.environment)
+            files += len(bundle.files)
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"environments": len(profiles), "rendered": len(profiles) - len(failures), "files": files,
+                      "seconds": round(seconds, 3), "peak_rss_mib": round(_maxrss_mib(), 1),
+                      "failures": failures[:5]}))
+    return 0 if not failures else 1
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
+
+
+if __name__ == "__main__":
+    sys.exit(main())
