@@ -12,4 +12,4 @@ test:
 
 bench:
 	bash scripts/test --co -q >/dev/null
-	python3 benchmarks/run.py
+	python3 benchmarks/run.py --readme
