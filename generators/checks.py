@@ -203,6 +203,24 @@ def llm_autoscaling_has_metric(profile: Profile) -> list[Finding]:
         "warning", ("autoscaling.llm.max_replicas", "llm.server"))]
 
 
+HPA_MAX_STABILIZATION_MS = 3_600_000  # the API server refuses a stabilizationWindowSeconds above 3600
+
+
+def hpa_stabilization_within_limit(profile: Profile) -> list[Finding]:
+    found = []
+    for name in ("api", "llm"):
+        window = getattr(profile.autoscaling, name).scale_down_stabilization
+        if window > HPA_MAX_STABILIZATION_MS:
+            found.append(Finding(
+                "hpa_stabilization_within_limit",
+                f"autoscaling.{name}.scale_down_stabilization {_duration(window)} ({window // 1000}s) exceeds the "
+                f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s"
+                + (" (with llm.keep_alive above 1h, keep autoscaling.llm.max_replicas at min_replicas)"
+                   if name == "llm" else ""),
+                "error", (f"autoscaling.{name}.scale_down_stabilization",)))
+    return found
+
+
 # ---------------------------------------------------------------- timeouts nest
 def http_timeout_above_query_timeout(profile: Profile) -> list[Finding]:
     http, query = profile.app.http.timeout, profile.pgbouncer.query_timeout
@@ -268,6 +286,7 @@ CHECKS: list[Check] = [
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_scale_down_covers_keep_alive, llm_startup_covers_load_time, llm_autoscaling_has_metric,
+    hpa_stabilization_within_limit,
     http_timeout_above_query_timeout, query_timeout_covers_statement_timeout, llm_timeout_covers_slo,
     db_query_slo_within_statement_timeout, retry_backoff_ordered,
 ]

@@ -361,7 +361,7 @@ def warmup_command(profile: Profile) -> list[str]:
 def warmup_timeout_s(profile: Profile) -> int:
     """A warm-up request may load the model (Ollama loads on first use), then answers within the latency SLO."""
     assert profile.llm is not None
-    return _seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95)
+    return max(1, _seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95))
 
 
 def health_path(profile: Profile) -> str:

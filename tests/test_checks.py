@@ -35,7 +35,7 @@ def test_every_check_is_registered() -> None:
         "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads", "llm_fits_gpu",
         "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time", "llm_autoscaling_has_metric",
         "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
-        "db_query_slo_within_statement_timeout", "retry_backoff_ordered"}
+        "db_query_slo_within_statement_timeout", "retry_backoff_ordered", "hpa_stabilization_within_limit"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -179,6 +179,17 @@ def test_llm_autoscaling_has_metric() -> None:
     assert warning.severity == "warning"
     assert "autoscaling.llm (min 1, max 2) cannot scale on vllm:num_requests_waiting" in warning.message
     assert findings("prod", {}, "llm_autoscaling_has_metric") == []
+
+
+def test_hpa_stabilization_within_limit() -> None:
+    at_line = {"autoscaling": {"api": {"scale_down_stabilization": "1h"}, "llm": {"scale_down_stabilization": "1h"}}}
+    assert errors("prod", at_line, "hpa_stabilization_within_limit") == []
+    [error] = errors("prod", {"autoscaling": {"llm": {"scale_down_stabilization": "3601s"}}},
+                     "hpa_stabilization_within_limit")
+    assert "autoscaling.llm.scale_down_stabilization 3601s (3601s) exceeds the HorizontalPodAutoscaler's limit " \
+           "of 3600s" in error.message
+    assert errors("prod", {"autoscaling": {"api": {"scale_down_stabilization": "3601s"}}},
+                  "hpa_stabilization_within_limit")
 
 
 # ---------------------------------------------------------------- timeouts nest
