@@ -5,7 +5,8 @@ Redis memory and replica counts, validated like a profile file (units as strings
 own folder, as `perfstack render` does. Used by benchmarks/run.py; runs alone so that its peak memory
 (resource.getrusage maxrss) is its own.
 
-    python3 benchmarks/render_many.py [N] [--profiles-dir profiles]
+    python3 benchmarks/render_many.py [N] [--env prod] [--profiles-dir profiles]
+    python3 benchmarks/render_many.py --breakdown [--env prod]     where one render's time goes
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from generators.loader import load_source, resolve_profile_path
-from generators.output import write_bundle
-from generators.profile import Profile
-from generators.render import render
+# perfstack's modules are imported inside the functions, so that --breakdown times their imports too.
 
 MEMORIES = ["2GiB", "4GiB", "8GiB", "16GiB", "32GiB", "64GiB", "128GiB", "256GiB"]
 CPUS = [1, 2, 4, 8, 16, 32]
@@ -33,8 +32,10 @@ STORAGE = ["ssd", "nvme", "hdd", "san"]
 VERSIONS = [13, 14, 15, 16, 17]
 
 
-def generated_profiles(base: dict, count: int) -> list[Profile]:
+def generated_profiles(base: dict, count: int) -> list[Any]:
     """count distinct, valid variations of the base profile's data."""
+    from generators.profile import Profile
+
     combos = itertools.product(MEMORIES, CPUS, WORKLOADS, STORAGE, VERSIONS)
     profiles = []
     for index, (memory, cpus, workload, storage, version) in enumerate(combos):
@@ -49,12 +50,59 @@ def generated_profiles(base: dict, count: int) -> list[Profile]:
     return profiles
 
 
+def breakdown(env: str, profiles_dir: Path) -> dict[str, float]:
+    """Where one render's time goes, in ms, in a fresh process: imports (every target module), loading the
+    profile, each target's render, the Kubernetes objects' YAML, writing the files."""
+    import importlib
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    from generators import k8s
+    from generators.output import write_bundle
+    from generators.profile import load_profile
+    from generators.render import TARGETS, render
+
+    importlib.import_module("generators.cli")
+    targets = {name: importlib.import_module(f"generators.{name}") for name in TARGETS}
+    timings["imports"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    profile, source = load_profile(env, profiles_dir)
+    timings["load_profile"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    bundle = render(profile, source)
+    timings["render"] = time.perf_counter() - mark
+    out = Path(tempfile.mkdtemp(prefix="perfstack-breakdown-"))
+    try:
+        mark = time.perf_counter()
+        write_bundle(bundle, out / env)
+        timings["write"] = time.perf_counter() - mark
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    for name, module in targets.items():  # the same work again, target by target (modules now warm)
+        mark = time.perf_counter()
+        module.render(profile)
+        timings[f"render.{name}"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    for obj in bundle.objects:
+        k8s.to_yaml(obj)
+    timings[f"render.kubernetes_yaml ({len(bundle.objects)} objects)"] = time.perf_counter() - mark
+    return {key: round(value * 1000, 1) for key, value in timings.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("count", nargs="?", type=int, default=100)
     parser.add_argument("--env", default="prod")
     parser.add_argument("--profiles-dir", type=Path, default=Path("profiles"))
+    parser.add_argument("--breakdown", action="store_true", help="time the phases of one render of ENV instead")
     args = parser.parse_args()
+    if args.breakdown:
+        print(json.dumps(breakdown(args.env, args.profiles_dir)))
+        return 0
+    from generators.loader import load_source, resolve_profile_path
+    from generators.output import write_bundle
+    from generators.render import render
+
     base = load_source(resolve_profile_path(args.env, args.profiles_dir)).data
     out = Path(tempfile.mkdtemp(prefix="perfstack-render-many-"))
     failures: list[str] = []

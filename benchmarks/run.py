@@ -79,30 +79,44 @@ def bench_render(env: str, runs: int, many: int) -> dict[str, Any]:
         probe_run = subprocess.run([sys.executable, "-c", probe, env, str(out / "probe")], cwd=ROOT,
                                    capture_output=True, text=True, timeout=60, check=True)
         peak_one = int(probe_run.stderr.strip().splitlines()[-1]) / 1024
-        importtime = subprocess.run([sys.executable, "-X", "importtime", "-m", "generators.cli", "render", env,
+        cli = "import sys; from generators.cli import main; main(sys.argv[1:])"
+        importtime = subprocess.run([sys.executable, "-X", "importtime", "-c", cli, "render", env,
                                      "--out", str(out / "imports")], cwd=ROOT, capture_output=True, text=True,
                                     timeout=60)
+        startup = statistics.median(_wall([sys.executable, "-c", "pass"]) for _ in range(5))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     many_run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render_many.py"), str(many), "--env", env],
                               cwd=ROOT, capture_output=True, text=True, timeout=600)
     many_result = json.loads(many_run.stdout)
+    phases = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render_many.py"), "--breakdown", "--env", env],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     median = statistics.median(times)
     return {"env": env, "runs_s": [round(t, 3) for t in times], "median_s": round(median, 3),
             "target_s": RENDER_TARGET_S, "met": median < RENDER_TARGET_S, "peak_rss_mib": round(peak_one, 1),
+            "python_startup_ms": round(startup * 1000, 1), "phases_ms": json.loads(phases.stdout),
             "imports": top_imports(importtime.stderr),
             "many": {**many_result, "target_s": MANY_TARGET_S, "met": many_result["seconds"] < MANY_TARGET_S}}
 
 
+def _wall(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return time.perf_counter() - started
+
+
 def top_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
-    """The heaviest top-level imports of a `python -X importtime` trace (cumulative microseconds)."""
-    rows = []
+    """Import time of a `python -X importtime` trace by top-level package (the sum of its modules' own
+    times, in ms), heaviest first, after the total."""
+    packages: dict[str, int] = {}
     for line in importtime.splitlines():
-        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
-        if match and len(match.group(3)) <= 1:  # top level: one space of indentation
-            rows.append({"module": match.group(4), "cumulative_ms": round(int(match.group(2)) / 1000, 1)})
-    total = round(sum(r["cumulative_ms"] for r in rows), 1)
-    return [{"module": "(all imports)", "cumulative_ms": total}, *sorted(rows, key=lambda r: -r["cumulative_ms"])[:count]]
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            package = match.group(2).split(".")[0]
+            packages[package] = packages.get(package, 0) + int(match.group(1))
+    rows = [{"package": name, "ms": round(us / 1000, 1)} for name, us in packages.items()]
+    total = round(sum(packages.values()) / 1000, 1)
+    return [{"package": "(all imports)", "ms": total}, *sorted(rows, key=lambda r: -r["ms"])[:count]]
 
 
 # ---------------------------------------------------------------- 1. PostgreSQL defaults vs rendered
@@ -140,7 +154,9 @@ async def _client_load(dsn: str, clients: int, duration: float, accounts: int) -
     errors: dict[str, int] = {}
 
     def error(exc: Exception) -> None:
-        kind = str(exc).strip().splitlines()[-1][:80] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        kind = (text.split("FATAL:")[-1].strip() if "FATAL:" in text else text.splitlines()[-1] if text
+                else type(exc).__name__)[:80]
         errors[kind] = errors.get(kind, 0) + 1
 
     async def connect() -> Any:
@@ -433,6 +449,14 @@ def figures_markdown(results: dict[str, Any]) -> str:
               f"< {ren['target_s']} s {'(met)' if ren['met'] else '(missed)'} | {ren['peak_rss_mib']:.0f} MiB |",
               f"| {many['environments']} generated environments, one process | {many['seconds']:.2f} s | "
               f"< {many['target_s']} s {'(met)' if many['met'] else '(missed)'} | {many['peak_rss_mib']:.0f} MiB |"]
+    phases = ren["phases_ms"]
+    per_target = sorted(((k.removeprefix("render."), v) for k, v in phases.items() if k.startswith("render.")),
+                        key=lambda kv: -kv[1])[:3]
+    imports = ", ".join(f"{r['package']} {r['ms']:.0f}" for r in ren["imports"][1:5])
+    lines += ["", f"Where one `perfstack render {ren['env']}` goes (ms): Python start-up {ren['python_startup_ms']:.0f}, "
+                  f"imports {phases['imports']:.0f} (by package: {imports}), loading the profile "
+                  f"{phases['load_profile']:.0f}, rendering {phases['render']:.0f} (of which "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in per_target) + f"), writing {phases['write']:.0f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -455,7 +479,7 @@ def main() -> int:
     parser.add_argument("--env", default="prod", help="profile to benchmark (default: prod)")
     parser.add_argument("--scale", type=int, default=20, help="pgbench scale (default: 20, about 300 MB)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench run (default: 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per configuration (default: 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per configuration (default: 5)")
     parser.add_argument("--clients", type=int, default=1000, help="clients of the connection test (default: 1000)")
     parser.add_argument("--load-duration", type=int, default=15, help="seconds of the connection test (default: 15)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script works, figures mean little")
