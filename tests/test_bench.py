@@ -31,7 +31,8 @@ from generators.profile import load_profile
 from generators.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
-PERFSTACK = [sys.executable, "-m", "generators.cli"] if not shutil.which("perfstack") else ["perfstack"]
+PERFSTACK = ["perfstack"] if shutil.which("perfstack") else [
+    sys.executable, "-c", "import sys; from generators.cli import main; main(sys.argv[1:], prog_name='perfstack')"]
 
 
 def bench(*args: str, profiles_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
