@@ -163,6 +163,17 @@ class PgBouncer(Strict):
     auth_user: Token = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
     client_tls: bool = Field(False, description="require TLS from clients (client_tls_sslmode)")
 
+    @field_validator("auth_type")
+    @classmethod
+    def _auth_type_rendered(cls, value: str) -> str:
+        # PgBouncer refuses to start (cert) or to log anyone in (hba) without files perfstack does not render.
+        if value == "cert":
+            raise ValueError("auth_type cert needs client TLS with client_tls_sslmode verify-full and its key, "
+                             "certificate and CA files, which perfstack does not render; use scram-sha-256")
+        if value == "hba":
+            raise ValueError("auth_type hba needs an auth_hba_file, which perfstack does not render; use scram-sha-256")
+        return value
+
     @field_validator("min_pool_size")
     @classmethod
     def _pools_ordered(cls, value: int, info: ValidationInfo) -> int:

@@ -1,0 +1,233 @@
+"""Hypothesis strategies: valid perfstack profiles drawn across the whole schema.
+
+`profile_documents()` draws a profile as the YAML mapping a person would write (sizes and durations as
+unit strings, sometimes in odd units), spanning hardware from 1 GiB / 1 CPU to 1 TiB / 128 CPUs, every
+PostgreSQL version (10-18), workload, storage and OS, every PgBouncer pool mode and auth type that
+perfstack renders, every Redis role and persistence, both LLM servers (or none), both autoscalers,
+both PostgreSQL and dashboard modes.
+
+Values are drawn so that the cross-component checks pass by construction (pools sized inside
+max_connections, clients inside max_client_conn, timeouts nested, Redis headroom, a queue with
+noeviction + aof, the LLM's weights and one full sequence inside its GPU budget, ...). The one
+`assume` left guards the LLM's KV-cache budget, computed with generators/llm.py's own arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from generators import llm as llm_rules
+from generators import postgres as pg_rules
+from generators.profile import Profile
+
+MIB, GIB = 1024**2, 1024**3
+
+# Real models (parameters, layers, kv_heads, head_dim); kv_heads are powers of two so that every
+# power-of-two GPU count divides them or is divided by them (vLLM's tensor parallelism).
+MODELS = [
+    ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5:0.5b", "0.5B", 24, 2, 64),
+    ("meta-llama/Llama-3.2-1B-Instruct", "llama3.2:1b", "1B", 16, 8, 64),
+    ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b", "3B", 28, 8, 128),
+    ("mistralai/Mistral-7B-Instruct-v0.3", "mistral:7b", "7B", 32, 8, 128),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b", "8B", 32, 8, 128),
+    ("Qwen/Qwen2.5-14B-Instruct", "qwen2.5:14b", "14B", 48, 8, 128),
+    ("Qwen/Qwen2.5-32B-Instruct", "qwen2.5:32b", "32B", 64, 8, 128),
+    ("meta-llama/Llama-3.1-70B-Instruct", "llama3.1:70b", "70B", 80, 8, 128),
+]
+GPUS = [("T4", 16), ("L4", 24), ("A100", 40), ("L40S", 48), ("A100", 80), ("H100", 80), ("H100", 94),
+        ("H200", 141), ("B200", 192)]
+VLLM_KV = ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
+OLLAMA_KV = ["auto", "f16", "q8_0", "q4_0"]
+# auth types PgBouncer starts with from the rendered ini alone (hba and cert are refused by the model:
+# perfstack renders no auth_hba_file and no client TLS files).
+AUTH_TYPES = ["scram-sha-256", "md5", "plain", "trust"]
+IDENT = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+DNS = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+
+def size_text(num_bytes: int, draw: Any) -> str | int:
+    """A size as a person might write it: in the largest exact unit, sometimes a smaller one or bare bytes."""
+    exact = [(unit, factor) for unit, factor in (("TiB", 1024**4), ("GiB", GIB), ("MiB", MIB), ("KiB", 1024))
+             if num_bytes % factor == 0]
+    choice = draw(st.integers(0, len(exact)))
+    if choice == len(exact):
+        return num_bytes
+    unit, factor = exact[choice]
+    return f"{num_bytes // factor}{unit}"
+
+
+def duration_text(ms: int, draw: Any) -> str:
+    options = [f"{ms}ms"]
+    for unit, factor in (("s", 1000), ("min", 60_000), ("h", 3_600_000)):
+        if ms % factor == 0:
+            options.append(f"{ms // factor}{unit}")
+    return draw(st.sampled_from(options))
+
+
+@st.composite
+def memory_bytes(draw: Any) -> int:
+    """1 GiB .. 1 TiB: whole GiB, or a GiB and a few hundred MiB."""
+    gib = draw(st.one_of(st.integers(1, 16), st.integers(1, 1024)))
+    extra = draw(st.sampled_from([0, 0, 0, 256, 512])) if gib < 1024 else 0
+    return gib * GIB + extra * MIB
+
+
+@st.composite
+def profile_documents(draw: Any) -> dict[str, Any]:
+    environment = draw(st.sampled_from(["dev", "prod", "staging", "qa-1", "perf"]))
+    doc: dict[str, Any] = {"environment": environment, "namespace": draw(DNS)}
+
+    # ---- hardware
+    pg_memory = draw(memory_bytes())
+    pg_hw: dict[str, Any] = {
+        "memory": size_text(pg_memory, draw),
+        "storage": draw(st.sampled_from(["hdd", "ssd", "san", "nvme"])),
+        "os": draw(st.sampled_from(["linux", "windows", "mac"])),
+    }
+    if draw(st.booleans()):
+        pg_hw["cpus"] = draw(st.integers(1, 128))
+    if draw(st.booleans()):
+        pg_hw["data_size"] = size_text(draw(st.sampled_from([pg_memory // 2, pg_memory * 2, pg_memory * 5])), draw)
+    redis_memory = draw(memory_bytes())
+    doc["hardware"] = {"postgres": pg_hw,
+                       "redis": {"memory": size_text(redis_memory, draw), "cpus": draw(st.integers(1, 128))}}
+
+    # ---- PgBouncer, then PostgreSQL sized to hold its pools
+    databases = draw(st.lists(IDENT, min_size=1, max_size=3, unique=True))
+    replicas = draw(st.integers(1, 4))
+    pool = draw(st.integers(1, 60))
+    reserve = draw(st.integers(0, 10))
+    server_conns = replicas * len(databases) * (pool + reserve)
+    workload = draw(st.sampled_from(["web", "oltp", "dw", "desktop", "mixed"]))
+    reserved = draw(st.integers(0, 10))
+    postgres: dict[str, Any] = {"version": draw(st.integers(10, 18)), "workload": workload,
+                                "superuser_reserved_connections": reserved}
+    if pg_rules.DEFAULT_CONNECTIONS[workload] - reserved < server_conns or draw(st.booleans()):
+        postgres["max_connections"] = server_conns + reserved + draw(st.integers(0, 500))
+
+    # ---- timeouts nest: statement <= query < http; SLOs inside them
+    statement = draw(st.integers(1, 600)) * 1000 + draw(st.sampled_from([0, 0, 250]))
+    query = statement + draw(st.integers(0, 60)) * 1000
+    http = query + draw(st.integers(1, 120)) * 1000
+    postgres.update({
+        "statement_timeout": duration_text(statement, draw),
+        "lock_timeout": duration_text(draw(st.integers(1, 60)) * 1000, draw),
+        "idle_in_transaction_session_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
+        "log_min_duration_statement": duration_text(draw(st.integers(0, 10_000)), draw),
+    })
+    doc["postgres"] = postgres
+    min_pool = draw(st.integers(0, pool))
+    pgbouncer: dict[str, Any] = {
+        "pool_mode": draw(st.sampled_from(["session", "transaction", "statement"])),
+        "default_pool_size": pool, "min_pool_size": min_pool, "reserve_pool_size": reserve,
+        "reserve_pool_timeout": duration_text(draw(st.integers(1, 30)) * 1000, draw),
+        "server_idle_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
+        "query_timeout": duration_text(query, draw),
+        "replicas": replicas, "databases": databases,
+        "auth_type": draw(st.sampled_from(AUTH_TYPES)),
+    }
+
+    # ---- the app's connections fit PgBouncer's clients
+    db_size, overflow = draw(st.integers(1, 50)), draw(st.integers(0, 50))
+    api_max = draw(st.integers(1, 50))
+    clients = api_max * (db_size + overflow)
+    pgbouncer["max_client_conn"] = math.ceil(clients / replicas) + draw(st.integers(0, 2000))
+    doc["pgbouncer"] = pgbouncer
+    backoff_base = draw(st.integers(10, 2000))
+    doc["app"] = {
+        "db_pool": {"size": db_size, "max_overflow": overflow, "pre_ping": draw(st.booleans()),
+                    "recycle": duration_text(draw(st.integers(1, 24)) * 3_600_000, draw),
+                    "timeout": duration_text(draw(st.integers(1, 60)) * 1000, draw)},
+        "http": {"max_connections": draw(st.integers(1, 1000)), "timeout": duration_text(http, draw)},
+        "retry": {"attempts": draw(st.integers(1, 10)), "backoff_base": duration_text(backoff_base, draw),
+                  "backoff_max": duration_text(backoff_base * draw(st.integers(1, 100)), draw)},
+        "query_cache": {"size": draw(st.integers(1, 100_000)), "ttl": duration_text(draw(st.integers(1, 3600)) * 1000, draw)},
+        "llm_cache": {"size": draw(st.integers(1, 100_000)), "ttl": duration_text(draw(st.integers(1, 86400)) * 1000, draw)},
+    }
+
+    # ---- Redis: a queue never evicts and keeps an AOF; maxmemory leaves headroom
+    role = draw(st.sampled_from(["cache", "queue"]))
+    if role == "queue":
+        policy, persistence = "noeviction", "aof"
+    else:
+        policy = draw(st.sampled_from(["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                                       "volatile-lfu", "volatile-random", "volatile-ttl"]))
+        persistence = draw(st.sampled_from(["none", "rdb", "aof"]))
+    share_max = 0.75 if persistence == "none" else 0.5
+    if draw(st.booleans()):
+        maxmemory: Any = f"{draw(st.integers(5, int(share_max * 100)))}%"
+    else:
+        maxmemory = size_text(draw(st.integers(64, int(redis_memory * share_max) // MIB)) * MIB, draw)
+    doc["redis"] = {"role": role, "maxmemory": maxmemory, "maxmemory_policy": policy, "persistence": persistence,
+                    "timeout": duration_text(draw(st.integers(0, 3600)) * 1000, draw),
+                    "tcp_keepalive": duration_text(draw(st.integers(0, 600)) * 1000, draw)}
+
+    # ---- autoscaling, SLOs
+    api_min = draw(st.integers(1, api_max))
+    slo: dict[str, Any] = {"db_query_p95": duration_text(draw(st.integers(1, statement)), draw),
+                           "api_latency_p95": duration_text(draw(st.integers(50, 10_000)), draw),
+                           "error_rate": draw(st.sampled_from(["0.1%", "1%", "5%", 0.02]))}
+    autoscaling: dict[str, Any] = {
+        "api": {"min_replicas": api_min, "max_replicas": api_max, "target_cpu": draw(st.integers(10, 95)),
+                "scale_down_stabilization": duration_text(draw(st.integers(0, 60)) * 60_000, draw)},
+    }
+    doc["kubernetes"] = {"postgres": draw(st.sampled_from(["external", "cloudnativepg"])),
+                         "dashboards": draw(st.sampled_from(["configmap", "grafana-operator"]))}
+
+    # ---- the LLM server (or none)
+    if draw(st.integers(0, 4)) > 0:
+        server = draw(st.sampled_from(["vllm", "ollama"]))
+        gpu_model, gpu_gib = draw(st.sampled_from(GPUS))
+        count = draw(st.sampled_from([1, 1, 2, 4, 8]))
+        utilization = draw(st.sampled_from([0.5, 0.7, 0.8, 0.9, 0.95]))
+        budget = int(gpu_gib * GIB * count * utilization)
+        dtype = draw(st.sampled_from(["bf16", "fp16", "fp8", "int8", "int4"] if server == "vllm"
+                                     else ["int4", "int8", "fp16"]))
+        fitting = [m for m in MODELS
+                   if _parameters(m[2]) * llm_rules.WEIGHT_BITS[dtype] // 8 <= budget // 2]
+        assume(fitting)
+        name, ollama_name, parameters, layers, kv_heads, head_dim = draw(st.sampled_from(fitting))
+        keep_alive = draw(st.integers(0, 60)) * 60_000  # the LLM HPA's stabilization covers it, within 1 h
+        load_time = draw(st.integers(5, 900)) * 1000
+        llm_latency = draw(st.integers(100, 60_000))
+        llm: dict[str, Any] = {
+            "server": server,
+            "model": {"name": name if server == "vllm" else ollama_name, "parameters": parameters, "dtype": dtype,
+                      "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim},
+            "kv_cache_dtype": draw(st.sampled_from(VLLM_KV if server == "vllm" else OLLAMA_KV)),
+            "gpu_memory_utilization": utilization,
+            "max_num_seqs": draw(st.integers(1, 256)),
+            "keep_alive": duration_text(keep_alive, draw),
+            "warmup": draw(st.booleans()),
+            "load_time": duration_text(load_time, draw),
+            "request_timeout": duration_text(llm_latency + draw(st.integers(0, 600)) * 1000, draw),
+            "prefix_caching": draw(st.booleans()),
+        }
+        if draw(st.booleans()):
+            llm["startup_timeout"] = duration_text(load_time + draw(st.integers(0, 600)) * 1000, draw)
+        doc["hardware"]["gpu"] = {"model": gpu_model, "memory": f"{gpu_gib}GiB", "count": count}
+        slo["llm_latency_p95"] = duration_text(llm_latency, draw)
+        autoscaling["llm"] = {
+            "min_replicas": 1, "max_replicas": draw(st.integers(1, 8)) if server == "vllm" else 1,
+            "target": draw(st.integers(1, 50)),
+            "scale_down_stabilization": duration_text(draw(st.integers(keep_alive // 60_000, 60)) * 60_000, draw),
+            "scaler": draw(st.sampled_from(["hpa", "keda"])),
+        }
+        # The longest sequence: what the GPU budget leaves for the KV cache, by llm.py's own arithmetic.
+        draft = Profile.model_validate({**doc, "llm": {**llm, "max_model_len": 256}, "slo": slo,
+                                        "autoscaling": autoscaling})
+        tokens = llm_rules.gpu_budget(draft).kv_cache_tokens
+        assume(tokens >= 256)
+        llm["max_model_len"] = draw(st.integers(256, min(tokens, 131_072)))
+        doc["llm"] = llm
+    doc["slo"] = slo
+    doc["autoscaling"] = autoscaling
+    return doc
+
+
+def _parameters(text: str) -> int:
+    return int(float(text[:-1]) * 1_000_000_000)
