@@ -284,7 +284,7 @@ LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
             "max_model_len": 131072, "max_num_seqs": 256}}
 
 
-@settings(max_examples=int(os.environ.get("PERFSTACK_PROPERTY_EXAMPLES", "8")), deadline=None,
+@settings(max_examples=int(os.environ.get("PERFSTACK_PROPERTY_EXAMPLES", "6")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
           derandomize=True)
 @given(document=profile_documents())
@@ -307,6 +307,8 @@ def test_soak(tools: Tools, shard: int) -> None:
     """SOAK_EXAMPLES / SOAK_SHARDS examples per shard, every failure counted (not stopped at the first)."""
     rejected: list[str] = []
     examples = [0]
+    progress = SOAK_REPORT / f"perfstack-soak-{shard}.log"
+    progress.unlink(missing_ok=True)
     count = -(-SOAK_EXAMPLES // SOAK_SHARDS)
 
     @seed(20_000 + shard)
@@ -318,6 +320,8 @@ def test_soak(tools: Tools, shard: int) -> None:
         problems = check_document(tools, document)
         if problems:
             rejected.append("\n".join(problems) + "\n--- profile:\n" + as_yaml(document))
+        with open(progress, "a") as handle:  # follow a long soak: tail -f REPORT/perfstack-soak-*.log
+            handle.write(f"{examples[0]} {'REJECTED ' + problems[0].splitlines()[0] if problems else 'ok'}\n")
 
     run()
     checked = examples[0]
