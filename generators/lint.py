@@ -33,10 +33,14 @@ if TYPE_CHECKING:
     from .profile import Profile
 
 # ---------------------------------------------------------------- literal secrets
-# Parts of a key name (split on _ - .) that mean "this value is a credential".
-SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "token", "apikey",
-                          "credential", "credentials", "requirepass", "masterauth"})
-SECRET_PAIRS = ("api_key", "private_key", "access_key", "secret_key", "auth_token")
+# Parts of a key name (split on _ - .) that mean "this value is a credential", and credential-shaped
+# names ("token" alone is too common: llm_time_to_first_token_p95 is a latency).
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "apikey", "credential",
+                          "credentials", "requirepass", "masterauth"})
+SECRET_NAME = re.compile(r"(^|[_-])(api|private|access|secret|signing|encryption)[_-]?key$"
+                         r"|(^|[_-])((api|auth|access|bearer|refresh|session|client|hf|github|gitlab|slack|openai)[_-]?)?token$")
+# PostgreSQL parameters named after passwords that hold none.
+NOT_SECRETS = frozenset({"password_encryption", "ssl_passphrase_command_supports_reload"})
 # Values that carry a credential inside them: a URL with user:password@, or libpq's password=.
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
 KEYWORD_PASSWORD = re.compile(r"(^|[\s;,])(password|passwd|requirepass|masterauth)\s*[=:]\s*\S", re.IGNORECASE)
@@ -49,7 +53,9 @@ HOW_TO_REFERENCE = (
 
 def _secret_key(name: str) -> bool:
     lowered = name.lower()
-    return bool(SECRET_WORDS.intersection(re.split(r"[_\-.\s]+", lowered))) or any(p in lowered for p in SECRET_PAIRS)
+    if lowered in NOT_SECRETS:
+        return False
+    return bool(SECRET_WORDS.intersection(re.split(r"[_\-.\s]+", lowered)) or SECRET_NAME.search(lowered))
 
 
 def _secret_value(value: str) -> bool:
@@ -73,7 +79,8 @@ def literal_secrets(source: Source) -> list[Problem]:
         if not path or path[0] == "secrets":
             continue
         name = path[-1]
-        if isinstance(name, str) and _secret_key(name) and not isinstance(value, (dict, list)) and value not in ("", None):
+        if (isinstance(name, str) and _secret_key(name) and not isinstance(value, (dict, list, bool))
+                and value not in ("", None)):
             what = f"'{name}' holds a literal credential"
         elif isinstance(value, str) and _secret_value(value):
             what = "this value embeds a password (user:password@ in a URL, or password=)"
