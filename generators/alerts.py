@@ -74,6 +74,7 @@ class Alert:
     proof: Callable[[int], Proof]  # evaluation interval (ms) -> proof
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    possible: bool = True  # False: no series can cross the threshold (a share below 0, a latency above 0 s)
 
 
 # ---------------------------------------------------------------- PromQL and promtool helpers
@@ -123,9 +124,16 @@ def _ceil_to(ms: int, step: int) -> int:
     return -(-ms // step) * step
 
 
-def _margin(ratio: float) -> float:
-    """How far past a ratio threshold the proof's series sit: 1 point, less near 0 or 1."""
-    return min(0.01, ratio / 2, (1 - ratio) / 2)
+def _shares(threshold: float, above: bool) -> tuple[float, float]:
+    """(firing, healthy) values of a share in [0, 1] around its threshold: 1 point past it on either side,
+    less near 0 or 1, and exactly 0 or 1 when the healthy side is the end of the range."""
+    up, down = min(0.01, (1 - threshold) / 2), min(0.01, threshold / 2)
+    return (threshold + up, threshold - down) if above else (threshold - down, threshold + up)
+
+
+def fireable(threshold: float, above: bool) -> bool:
+    """A share (0..1) can exceed any threshold under 1 and fall below any threshold over 0."""
+    return threshold < 1 if above else threshold > 0
 
 
 def gauge_proof(metric: str, labels: dict[str, str], bad: float, good: float, out: dict[str, str] | None = None,
@@ -150,9 +158,7 @@ def ratio_proof(numerator: tuple[str, dict[str, str]], rest: tuple[str, dict[str
                 above: bool, out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
     """Two counters whose rates give share = numerator / (numerator + rest); `above`: the alert fires
     when the share exceeds the threshold, else when it falls below it."""
-    margin = _margin(threshold)
-    bad_share, good_share = (threshold + margin, threshold - margin) if above else (threshold - margin,
-                                                                                    threshold + margin)
+    bad_share, good_share = _shares(threshold, above)
 
     def build(interval_ms: int) -> Proof:
         n = _samples(interval_ms, _horizon(for_ms, interval_ms, interval_ms))
@@ -186,12 +192,14 @@ def rate_proof(metric: str, labels: dict[str, str], per_second: float, out: dict
     the window fills, so the proof's rate sits between the threshold and threshold x window / (the
     evaluation before the window fills): the expression holds exactly once the window is full."""
     def build(interval_ms: int) -> Proof:
+        series = _series(metric, labels)
+        n = _samples(interval_ms, _horizon(for_ms, interval_ms, _ceil_to(RATE_WINDOW_MS, interval_ms)))
+        if per_second == 0:  # `> 0`: any event holds from the second sample on; none never does
+            return Proof({series: _counter(1, n)}, {series: _gauge(0, n)}, interval_ms, out)
         active = _ceil_to(RATE_WINDOW_MS, interval_ms)
         before = active - interval_ms
         bad = per_second * (1 + RATE_WINDOW_MS / before) / 2 if before > 0 else 2 * per_second
         good = per_second * (1 - min(0.01, interval_ms / (2 * RATE_WINDOW_MS)))
-        n = _samples(interval_ms, _horizon(for_ms, interval_ms, active))
-        series = _series(metric, labels)
         step = _seconds(interval_ms)
         return Proof({series: _counter(bad * step, n)}, {series: _counter(good * step, n)}, active, out)
     return build
@@ -274,7 +282,7 @@ def postgres_alerts(profile: Profile) -> list[Alert]:
               f"{POSTGRES_MIN_BLOCK_READS_PER_SECOND} blocks/s are read from disk.)",
               hit_min, "given by alerts.postgres_cache_hit_ratio_min", {"postgres_cache_hit_ratio_min": hit_min},
               ratio_proof(("pg_stat_database_blks_hit", db), ("pg_stat_database_blks_read", db), hit_min,
-                          False, by_db, 15 * 60_000)),
+                          False, by_db, 15 * 60_000), possible=fireable(hit_min, False)),
         Alert("PostgresDeadlocks",
               f"sum by (namespace, instance, datname) (increase({selector('pg_stat_database_deadlocks', ns)}[{w}]))"
               " > 0", 60_000, "warning", "PostgreSQL transactions deadlock",
@@ -291,7 +299,7 @@ def postgres_alerts(profile: Profile) -> list[Alert]:
               rollback_max, "given by alerts.postgres_rollback_ratio_max",
               {"postgres_rollback_ratio_max": rollback_max},
               ratio_proof(("pg_stat_database_xact_rollback", db), ("pg_stat_database_xact_commit", db),
-                          rollback_max, True, by_db, 10 * 60_000)),
+                          rollback_max, True, by_db, 10 * 60_000), possible=fireable(rollback_max, True)),
     ]
     idle_ms = profile.postgres.idle_in_transaction_session_timeout
     if idle_ms:  # 0 disables the timeout: no limit to alert on
@@ -489,15 +497,16 @@ def llm_alerts(profile: Profile) -> list[Alert]:
               f"vLLM {{{{ $labels.instance }}}} uses more than {_pct(util)} (slo.pool_utilization_max) of its "
               "KV cache for 5m: new sequences wait or are preempted.",
               util, "slo.pool_utilization_max", {"pool_utilization_max": util},
-              gauge_proof("vllm:kv_cache_usage_perc", series, util + _margin(util), util - _margin(util),
-                          by_instance, 5 * 60_000)),
+              gauge_proof("vllm:kv_cache_usage_perc", series, *_shares(util, True),
+                          by_instance, 5 * 60_000), possible=fireable(util, True)),
         Alert("LlmLatencyHigh", f"{_p95('vllm:e2e_request_latency_seconds', ns, by)} > {num(latency_s)}",
               10 * 60_000, "warning", "LLM p95 latency above its SLO",
               f"p95 end-to-end latency of {{{{ $labels.{MODEL_LABEL} }}}} is above "
               f"{_duration_text(profile.slo.llm_latency_p95)} (slo.llm_latency_p95) for 10m.",
               latency_s, "slo.llm_latency_p95, in seconds",
               {"llm_latency_p95": _duration_text(profile.slo.llm_latency_p95)},
-              histogram_proof("vllm:e2e_request_latency_seconds", series, latency_s, by_model, 10 * 60_000)),
+              histogram_proof("vllm:e2e_request_latency_seconds", series, latency_s, by_model, 10 * 60_000),
+              possible=latency_s > 0),
         Alert("LlmTimeToFirstTokenHigh", f"{_p95('vllm:time_to_first_token_seconds', ns, by)} > {num(ttft_s)}",
               10 * 60_000, "warning", "LLM time to first token above its SLO",
               f"p95 time to first token of {{{{ $labels.{MODEL_LABEL} }}}} is above "
@@ -505,7 +514,8 @@ def llm_alerts(profile: Profile) -> list[Alert]:
               "for 10m: prefill is queueing.",
               ttft_s, "slo.llm_time_to_first_token_p95, in seconds",
               {"llm_time_to_first_token_p95": _duration_text(profile.slo.llm_time_to_first_token_p95)},
-              histogram_proof("vllm:time_to_first_token_seconds", series, ttft_s, by_model, 10 * 60_000)),
+              histogram_proof("vllm:time_to_first_token_seconds", series, ttft_s, by_model, 10 * 60_000),
+              possible=ttft_s > 0),
     ]
 
 
@@ -534,7 +544,7 @@ def api_alerts(profile: Profile) -> list[Alert]:
             ratio, f"given by {key}", {key.split(".")[-1]: ratio},
             ratio_proof(("app_cache_requests_total", {**series, "cache": cache, "result": "hit"}),
                         ("app_cache_requests_total", {**series, "cache": cache, "result": "miss"}),
-                        ratio, False, sel, 15 * 60_000))
+                        ratio, False, sel, 15 * 60_000), possible=fireable(ratio, False))
 
     alerts = [
         Alert("ApiLatencyHigh", f"{_p95('http_request_duration_seconds', sel, 'namespace, job')} > {num(latency_s)}",
@@ -542,7 +552,8 @@ def api_alerts(profile: Profile) -> list[Alert]:
               f"p95 latency of {{{{ $labels.job }}}} is above {_duration_text(slo.api_latency_p95)} "
               "(slo.api_latency_p95) for 10m.",
               latency_s, "slo.api_latency_p95, in seconds", {"api_latency_p95": _duration_text(slo.api_latency_p95)},
-              histogram_proof("http_request_duration_seconds", http, latency_s, sel, 10 * 60_000)),
+              histogram_proof("http_request_duration_seconds", http, latency_s, sel, 10 * 60_000),
+              possible=latency_s > 0),
         Alert("ApiErrorRateHigh",
               f"{rate_sum('http_requests_total', eq('status', '5xx'))} / {rate_sum('http_requests_total')} > "
               f"{num(slo.error_rate)}", 5 * 60_000, "critical", "API error ratio above its SLO",
@@ -550,7 +561,8 @@ def api_alerts(profile: Profile) -> list[Alert]:
               "with 5xx, for 5m.",
               slo.error_rate, "given by slo.error_rate", {"error_rate": slo.error_rate},
               ratio_proof(("http_requests_total", {**http, "status": "5xx"}),
-                          ("http_requests_total", {**http, "status": "2xx"}), slo.error_rate, True, sel, 5 * 60_000)),
+                          ("http_requests_total", {**http, "status": "2xx"}), slo.error_rate, True, sel, 5 * 60_000),
+              possible=fireable(slo.error_rate, True)),
         cache_alert("QueryCacheHitRatioLow", "query", slo.cache_hit_ratio.query, "slo.cache_hit_ratio.query"),
         cache_alert("LlmCacheHitRatioLow", "llm", slo.cache_hit_ratio.llm, "slo.cache_hit_ratio.llm"),
         Alert("ApiDbPoolSaturated", f"{selector('app_db_pool_connections_in_use', sel)} > {num(pool_limit)}",
@@ -568,7 +580,8 @@ def api_alerts(profile: Profile) -> list[Alert]:
               f"p95 workflow duration of {{{{ $labels.job }}}} is above {_duration_text(slo.workflow_p95)} "
               "(slo.workflow_p95) for 15m.",
               workflow_s, "slo.workflow_p95, in seconds", {"workflow_p95": _duration_text(slo.workflow_p95)},
-              histogram_proof("app_workflow_duration_seconds", series, workflow_s, sel, 15 * 60_000)),
+              histogram_proof("app_workflow_duration_seconds", series, workflow_s, sel, 15 * 60_000),
+              possible=workflow_s > 0),
     ]
     scaling = profile.autoscaling.api
     if scaling.max_replicas > scaling.min_replicas:  # a fixed-size HPA is always "at max"
@@ -612,7 +625,7 @@ def alerts(profile: Profile) -> dict[str, list[Alert]]:
     """Every alert, by component (rule group), with the shared labels applied."""
     out = {}
     for component, build in COMPONENTS.items():
-        found = [shared(profile, component, alert) for alert in build(profile)]
+        found = [shared(profile, component, alert) for alert in build(profile) if alert.possible]
         if found:
             out[component] = found
     return out

@@ -230,3 +230,27 @@ def test_prometheus_rule_object_carries_the_rule_file_and_configurable_labels() 
 def test_rendering_is_deterministic() -> None:
     first, second = alerts.render(load("prod")), alerts.render(load("prod"))
     assert first.files == second.files
+
+
+EDGE_PROFILES = {
+    # shares at the ends of their range, a zero error budget, caches without TTL, odd intervals
+    "ends-of-range": {"slo": {"error_rate": 0, "pool_utilization_max": 1, "cache_hit_ratio": {"query": 1, "llm": 0}},
+                      "alerts": {"postgres_cache_hit_ratio_min": 1, "postgres_rollback_ratio_max": 0,
+                                 "evaluation_interval": "7s", "for_scale": 0.013}},
+    "zero-thresholds": {"slo": {"pool_utilization_max": 0, "cache_hit_ratio": {"query": 0.001}},
+                        "app": {"query_cache": {"size": 1, "ttl": 0}, "llm_cache": {"size": 1, "ttl": 0}},
+                        "pgbouncer": {"reserve_pool_timeout": 0}, "alerts": {"evaluation_interval": "45s"}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_PROFILES))
+def test_proofs_hold_at_the_edges_of_every_threshold(name: str, tmp_path: Path) -> None:
+    profile = variant("prod", EDGE_PROFILES[name])
+    by_name = rules_by_name(profile)
+    if name == "ends-of-range":  # nothing can exceed 100% or fall below 0%: those rules are left out
+        assert "LlmKvCacheHigh" not in by_name and "LlmCacheHitRatioLow" not in by_name
+        assert "PostgresCacheHitRatioLow" in by_name and "ApiErrorRateHigh" in by_name
+    folder = write_rules(profile, tmp_path)
+    assert promtool("check", "rules", folder / "alerts.yaml").returncode == 0
+    tested = promtool("test", "rules", folder / "alerts_test.yaml")
+    assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr
