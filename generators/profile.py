@@ -364,6 +364,15 @@ class Alerts(Strict):
     blackbox_exporter: str = Field("prometheus-blackbox-exporter.monitoring.svc:9115",
                                    description="blackbox exporter that probes servers without /metrics (Ollama)")
 
+    @field_validator("evaluation_interval")
+    @classmethod
+    def _evaluation_interval_bounds(cls, value: int | None) -> int | None:
+        # Faster than 1 s is no real Prometheus setup; slower than 2 m leaves the alerts' 5 m rate()
+        # windows with fewer than two samples.
+        if value and not 1000 <= value <= 120_000:
+            raise ValueError("evaluation_interval must lie between 1s and 2m (or be 0: Prometheus's global one)")
+        return value
+
 
 # ---------------------------------------------------------------- kubernetes and observability wiring
 class Kubernetes(Strict):
