@@ -45,6 +45,21 @@ OLLAMA_KV = ["auto", "f16", "q8_0", "q4_0"]
 # auth types PgBouncer starts with from the rendered ini alone (hba and cert are refused by the model:
 # perfstack renders no auth_hba_file and no client TLS files).
 AUTH_TYPES = ["scram-sha-256", "md5", "plain", "trust"]
+# postgres.settings overrides valid in every supported version (10-18), with values as people write them.
+OVERRIDES: dict[str, st.SearchStrategy[Any]] = {
+    "random_page_cost": st.sampled_from([1.0, 1.1, 1.5, 2, 4]),
+    "checkpoint_timeout": st.sampled_from(["5min", "15min", "30min", "1h", "900s"]),
+    "log_lock_waits": st.booleans(),
+    "track_io_timing": st.sampled_from([True, False, "on", "off"]),
+    "work_mem": st.sampled_from(["4MB", "64MB", "256MB", "1GB", 65536]),
+    "log_min_messages": st.sampled_from(["warning", "error", "notice", "info"]),
+    "default_statistics_target": st.integers(1, 10_000),
+    "max_wal_size": st.sampled_from(["1GB", "4GB", "16GB", "64GB"]),
+    "autovacuum_vacuum_scale_factor": st.sampled_from([0.01, 0.05, 0.1, 0.2]),
+    "log_checkpoints": st.booleans(),
+    "application_name": st.sampled_from(["perfstack", "api server", "it's"]),
+    "search_path": st.sampled_from(["\"$user\", public", "app, public"]),
+}
 IDENT = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
 DNS = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 
@@ -119,6 +134,9 @@ def profile_documents(draw: Any) -> dict[str, Any]:
         "idle_in_transaction_session_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
         "log_min_duration_statement": duration_text(draw(st.integers(0, 10_000)), draw),
     })
+    overrides = draw(st.dictionaries(st.sampled_from(sorted(OVERRIDES)), st.just(None), max_size=4))
+    if overrides:
+        postgres["settings"] = {name: draw(OVERRIDES[name]) for name in sorted(overrides)}
     doc["postgres"] = postgres
     min_pool = draw(st.integers(0, pool))
     pgbouncer: dict[str, Any] = {

@@ -54,6 +54,10 @@ from .test_kubernetes_objects import validate as validate_object
 # the first major version that has each (from the PostgreSQL release notes).
 PARAMETER_SINCE = {"jit": 11, "max_parallel_maintenance_workers": 11, "io_method": 18, "io_workers": 18,
                    "io_combine_limit": 17, "io_max_combine_limit": 18, "summarize_wal": 17}
+# ... and the last major version that still has a parameter later removed.
+PARAMETER_UNTIL = {"wal_keep_segments": 12, "operator_precedence_warning": 13, "stats_temp_directory": 14,
+                   "vacuum_defer_cleanup_age": 15, "promote_trigger_file": 15, "force_parallel_mode": 15,
+                   "old_snapshot_threshold": 16, "db_user_namespace": 16, "trace_recovery_messages": 16}
 NOT_IN_15 = {name for name, since in PARAMETER_SINCE.items() if since > 15}
 VALUE_SINCE = {("wal_compression", "lz4"): 15, ("wal_compression", "zstd"): 15}
 PROBLEM_LOG = re.compile(r"\b(ERROR|FATAL|WARNING)\b")
@@ -107,6 +111,9 @@ def check_postgres(tools: Tools, bundle: Bundle) -> list[str]:
         since = PARAMETER_SINCE.get(name, 10)
         if since > version:
             problems.append(f"postgresql.conf: {name} does not exist before PostgreSQL {since} (profile: {version})")
+        until = PARAMETER_UNTIL.get(name, 18)
+        if until < version:
+            problems.append(f"postgresql.conf: {name} was removed after PostgreSQL {until} (profile: {version})")
         value_since = VALUE_SINCE.get((name, value.strip("'")), 10)
         if value_since > version:
             problems.append(f"postgresql.conf: {name} = {value} needs PostgreSQL {value_since} (profile: {version})")
