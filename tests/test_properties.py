@@ -290,6 +290,17 @@ LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
                                         "dtype": "bf16", "layers": 80, "kv_heads": 8, "head_dim": 128},
             "max_model_len": 131072, "max_num_seqs": 256}}
 
+# Found by the soak: an LLM keep_alive near an hour pushed the LLM HPA's scale-down stabilization past the
+# HorizontalPodAutoscaler's 3600 s limit (now a cross-component check); both at exactly the limit must render.
+HPA_LIMIT = {"environment": "staging", "namespace": "llm", "hardware": {
+    "postgres": {"memory": "16GiB", "cpus": 4}, "redis": {"memory": "4GiB", "cpus": 2},
+    "gpu": {"model": "L4", "memory": "24GiB", "count": 2}},
+    "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.2-3B-Instruct", "parameters": "3B",
+                                        "dtype": "bf16", "layers": 28, "kv_heads": 8, "head_dim": 128},
+            "keep_alive": "1h", "max_model_len": 4096, "max_num_seqs": 8},
+    "autoscaling": {"llm": {"min_replicas": 1, "max_replicas": 3, "scale_down_stabilization": "60min",
+                            "scaler": "keda"}}}
+
 
 @settings(max_examples=int(os.environ.get("PERFSTACK_PROPERTY_EXAMPLES", "6")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
@@ -297,6 +308,7 @@ LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
 @given(document=profile_documents())
 @example(document=SMALLEST)
 @example(document=LARGEST)
+@example(document=HPA_LIMIT)
 def test_every_valid_profile_renders_what_the_real_tools_accept(tools: Tools, document: dict[str, Any]) -> None:
     problems = check_document(tools, document)
     assert not problems, "\n".join(problems) + "\n--- profile:\n" + as_yaml(document)
