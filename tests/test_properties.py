@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -127,12 +126,6 @@ def check_postgres(tools: Tools, bundle: Bundle) -> list[str]:
     return problems
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
@@ -158,8 +151,9 @@ def check_pgbouncer(tools: Tools, bundle: Bundle) -> list[str]:
         port = localservers.free_port()
         userlist, log = work / "userlist.txt", work / "pgbouncer.log"
         localservers._write(userlist, '"pgbouncer_auth" "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy"\n')
+        # No TCP listener (listen_addr empty): only a Unix socket in a private folder, so no port can clash.
         ini = localservers.rewrite_ini(bundle.files["pgbouncer/pgbouncer.ini"], {
-            "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": str(work),
+            "listen_addr": "", "listen_port": str(port), "unix_socket_dir": str(work),
             "auth_file": str(userlist), "logfile": str(log), "pidfile": str(work / "pgbouncer.pid")})
         ini_path = work / "pgbouncer.ini"
         localservers._write(ini_path, ini)
@@ -172,15 +166,18 @@ def check_pgbouncer(tools: Tools, bundle: Bundle) -> list[str]:
                                     start_new_session=True, **as_user)
         try:
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and proc.poll() is None and not _port_open(port):
+            while time.monotonic() < deadline and proc.poll() is None and not (work / f".s.PGSQL.{port}").exists():
                 time.sleep(0.02)
             running = proc.poll() is None
+            listening = (work / f".s.PGSQL.{port}").exists()
         finally:
             _stop_group(proc)
         text = (log.read_text(errors="replace") if log.exists() else "") + stderr.read_text(errors="replace")
         problems = [f"pgbouncer: {line.strip()}" for line in text.splitlines() if PROBLEM_LOG.search(line)]
         if not running:
             problems.append(f"pgbouncer exited with {proc.returncode} at start")
+        elif not listening:
+            problems.append("pgbouncer never opened its socket")
         return problems
     finally:
         shutil.rmtree(work, ignore_errors=True)
