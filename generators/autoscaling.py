@@ -134,7 +134,7 @@ def adapter_rules(profile: Profile) -> str:
         "name": {"matches": f"^{re.escape(metric)}$", "as": adapter_metric_name(metric)},
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     }]}}
-    yaml = YAML(typ="safe", pure=True)
+    yaml = YAML(typ="safe")
     yaml.default_flow_style = False
     yaml.width = 4096
     stream = io.StringIO()

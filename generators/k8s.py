@@ -59,12 +59,14 @@ _YAML11 = VersionedResolver(version=(1, 1))
 
 
 def _represent_str(representer: Any, data: str) -> Any:
+    if "\n" in data:  # config files in ConfigMaps read best, and diff best, as literal blocks
+        return representer.represent_scalar("tag:yaml.org,2002:str", data, style="|")
     plain_is_str = _YAML11.resolve(ScalarNode, data, (True, False)) == "tag:yaml.org,2002:str"
     return representer.represent_scalar("tag:yaml.org,2002:str", data, style=None if plain_is_str else "'")
 
 
 def to_yaml(obj: dict[str, Any]) -> str:
-    yaml = YAML(typ="safe", pure=True)
+    yaml = YAML(typ="safe")  # libyaml's emitter (ruamel.yaml.clib): ~5x faster than the pure one
     yaml.default_flow_style = False
     yaml.width = 4096
     yaml.representer.add_representer(str, _represent_str)  # after the style: the representer copies it
