@@ -11,6 +11,8 @@ from .templates import render_template
 
 TARGET = "pgbouncer"
 AUTH_FILE = "/etc/pgbouncer/userlist.txt"  # mounted from the Kubernetes Secret; never rendered
+TLS_CERT_FILE = "/etc/pgbouncer/tls.crt"  # mounted from the kubernetes.io/tls Secret secrets.pgbouncer_tls
+TLS_KEY_FILE = "/etc/pgbouncer/tls.key"
 AUTH_QUERY = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
 
@@ -47,6 +49,19 @@ def settings(profile: Profile) -> list[Setting]:
         _setting("stats_users", ",".join(pb.stats_users), ",".join(pb.stats_users), given("stats_users")),
         _setting("ignore_startup_parameters", "extra_float_digits", "extra_float_digits",
                  "drivers (psycopg, JDBC) send it; PgBouncer would refuse the connection otherwise"),
+        *client_tls(profile),
+    ]
+
+
+def client_tls(profile: Profile) -> list[Setting]:
+    """With pgbouncer.client_tls, clients must use TLS; key and certificate come from a TLS Secret."""
+    if not profile.pgbouncer.client_tls:
+        return []
+    secret = profile.secrets.pgbouncer_tls
+    return [
+        _setting("client_tls_sslmode", "require", "require", "pgbouncer.client_tls: refuse clients without TLS"),
+        _setting("client_tls_cert_file", TLS_CERT_FILE, TLS_CERT_FILE, f"tls.crt of the Secret '{secret}'"),
+        _setting("client_tls_key_file", TLS_KEY_FILE, TLS_KEY_FILE, f"tls.key of the Secret '{secret}'"),
     ]
 
 

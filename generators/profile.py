@@ -397,6 +397,9 @@ class SecretRef(Strict):
 class Secrets(Strict):
     postgres_password: SecretRef = SecretRef(secret="postgres-credentials")
     redis_password: SecretRef = SecretRef(secret="redis-credentials")
+    pgbouncer_tls: str = Field("pgbouncer-tls", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                               description="kubernetes.io/tls Secret (tls.crt, tls.key) PgBouncer serves client TLS "
+                                           "with when pgbouncer.client_tls is on (cert-manager can issue it)")
 
 
 class Profile(Strict):

@@ -132,6 +132,10 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
         {"configMap": {"name": "pgbouncer", "items": [{"key": "pgbouncer.ini", "path": "pgbouncer.ini"}]}},
         {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(pgbouncer.AUTH_FILE)}]}},
     ]}}
+    if pb.client_tls:
+        volume["projected"]["sources"].append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
+            {"key": "tls.crt", "path": posixpath.basename(pgbouncer.TLS_CERT_FILE)},
+            {"key": "tls.key", "path": posixpath.basename(pgbouncer.TLS_KEY_FILE)}]}})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(profile, "pgbouncer", "pgbouncer"),
         "spec": {
