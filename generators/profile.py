@@ -29,6 +29,7 @@ from pydantic import (
 from . import units
 from .errors import Problem, ProfileError
 from .loader import Source, dotted, load_source, resolve_profile_path
+from .pgversions import version_problem
 
 
 def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -491,6 +492,12 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
                 message="not a PostgreSQL parameter name (letters, digits and _, or extension.name)",
                 file=where.file if where else source.files[-1], line=where.line if where else None,
                 column=where.column if where else None, key=f"postgres.settings.{name}"))
+        elif name.lower() in known and (why := _version_problem(name, source)) is not None:
+            where = source.locate(("postgres", "settings", name))
+            problems.append(Problem(
+                message=f"{why}; remove the override or change postgres.version",
+                file=where.file if where else source.files[-1], line=where.line if where else None,
+                column=where.column if where else None, key=f"postgres.settings.{name}"))
         elif name.lower() not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
             where = source.locate(("postgres", "settings", name))
             hint = difflib.get_close_matches(name.lower(), sorted(known), n=1)
@@ -499,6 +506,13 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
                 file=where.file if where else source.files[-1], line=where.line if where else None,
                 column=where.column if where else None, key=f"postgres.settings.{name}"))
     return problems
+
+
+def _version_problem(name: str, source: Source) -> str | None:
+    version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
+    if not isinstance(version, int) or isinstance(version, bool) or not 10 <= version <= 18:
+        return None  # the model reports a bad version itself
+    return version_problem(name.lower(), version)
 
 
 def profile_from_source(source: Source, default_environment: str) -> Profile:

@@ -43,22 +43,14 @@ from generators import localservers
 from generators.bundle import Bundle
 from generators.errors import ProfileError
 from generators.lint import lint
+from generators.pgversions import PARAMETER_SINCE, PARAMETER_UNTIL, VALUE_SINCE
 from generators.profile import load_profile
 from generators.render import render
 
 from .strategies import profile_documents
 from .test_kubernetes_objects import validate as validate_object
 
-# PostgreSQL parameters perfstack can render that PostgreSQL 15 lacks, or that appeared after 10:
-# the first major version that has each (from the PostgreSQL release notes).
-PARAMETER_SINCE = {"jit": 11, "max_parallel_maintenance_workers": 11, "io_method": 18, "io_workers": 18,
-                   "io_combine_limit": 17, "io_max_combine_limit": 18, "summarize_wal": 17}
-# ... and the last major version that still has a parameter later removed.
-PARAMETER_UNTIL = {"wal_keep_segments": 12, "operator_precedence_warning": 13, "stats_temp_directory": 14,
-                   "vacuum_defer_cleanup_age": 15, "promote_trigger_file": 15, "force_parallel_mode": 15,
-                   "old_snapshot_threshold": 16, "db_user_namespace": 16, "trace_recovery_messages": 16}
 NOT_IN_15 = {name for name, since in PARAMETER_SINCE.items() if since > 15}
-VALUE_SINCE = {("wal_compression", "lz4"): 15, ("wal_compression", "zstd"): 15}
 PROBLEM_LOG = re.compile(r"\b(ERROR|FATAL|WARNING)\b")
 
 yaml = YAML(typ="safe", pure=True)

@@ -1,0 +1,43 @@
+"""Which PostgreSQL major versions have a parameter, for parameters that came or went within 10-18.
+
+From the PostgreSQL release notes. A parameter not listed exists in every supported version (10-18).
+Used to refuse a `postgres.settings` override the profile's version would not start with, and by
+the property tests to judge settings the local PostgreSQL 15 cannot check itself.
+"""
+
+from __future__ import annotations
+
+# The first major version that has each parameter (when later than 10).
+PARAMETER_SINCE = {
+    "jit": 11, "jit_above_cost": 11, "jit_inline_above_cost": 11, "jit_optimize_above_cost": 11,
+    "max_parallel_maintenance_workers": 11, "ssl_min_protocol_version": 12, "ssl_max_protocol_version": 12,
+    "shared_memory_type": 12, "log_transaction_sample_rate": 12, "wal_keep_size": 13, "hash_mem_multiplier": 13,
+    "logical_decoding_work_mem": 13, "max_slot_wal_keep_size": 13, "autovacuum_vacuum_insert_threshold": 13,
+    "autovacuum_vacuum_insert_scale_factor": 13, "maintenance_io_concurrency": 13,
+    "idle_session_timeout": 14, "client_connection_check_interval": 14, "compute_query_id": 14,
+    "recovery_prefetch": 15, "log_startup_progress_interval": 15,
+    "vacuum_buffer_usage_limit": 16, "io_combine_limit": 17, "summarize_wal": 17, "wal_summary_keep_time": 17,
+    "transaction_timeout": 17, "allow_alter_system": 17, "event_triggers": 17, "sync_replication_slots": 17,
+    "io_method": 18, "io_workers": 18, "io_max_combine_limit": 18, "autovacuum_worker_slots": 18,
+    "md5_password_warnings": 18, "idle_replication_slot_timeout": 18, "file_copy_method": 18,
+}
+# The last major version that still has a parameter later removed.
+PARAMETER_UNTIL = {
+    "wal_keep_segments": 12, "operator_precedence_warning": 13, "vacuum_cleanup_index_scale_factor": 13,
+    "stats_temp_directory": 14, "vacuum_defer_cleanup_age": 15, "promote_trigger_file": 15,
+    "force_parallel_mode": 15, "old_snapshot_threshold": 16, "db_user_namespace": 16,
+    "trace_recovery_messages": 16,
+}
+# Values of a parameter that need a later version than the parameter itself.
+VALUE_SINCE = {("wal_compression", "lz4"): 15, ("wal_compression", "zstd"): 15}
+
+
+def version_problem(name: str, version: int) -> str | None:
+    """Why PostgreSQL `version` would refuse parameter `name`, or None when it has it."""
+    since = PARAMETER_SINCE.get(name, 10)
+    if since > version:
+        return f"PostgreSQL {version} has no {name} (it appeared in PostgreSQL {since})"
+    until = PARAMETER_UNTIL.get(name, 18)
+    if until < version:
+        return f"PostgreSQL {version} has no {name} (it was removed after PostgreSQL {until})"
+    return None
