@@ -16,18 +16,15 @@ Metric names: generators/metrics.py (the exporters' names and the application's 
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from . import pgbouncer, postgres, redis, units
 from .bundle import Part, Setting
-from .k8s import LLM_SERVER, metadata
+from .k8s import LLM_SERVER, dump_yaml, metadata
 from .profile import Profile
 
 TARGET = "alerts"
@@ -720,13 +717,7 @@ def ollama_probe(profile: Profile) -> dict[str, Any]:
 
 
 def to_yaml(data: Any) -> str:
-    yaml = YAML(typ="safe")  # libyaml's emitter (ruamel.yaml.clib): ~4x faster than the pure one
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.representer.sort_base_mapping_type_on_output = False  # alert, expr, for, labels: in reading order
-    stream = io.StringIO()
-    yaml.dump(data, stream)
-    return stream.getvalue()
+    return dump_yaml(data, sort_keys=False)  # alert, expr, for, labels: in reading order
 
 
 def settings(profile: Profile) -> list[Setting]:

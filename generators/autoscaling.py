@@ -10,15 +10,12 @@ Ollama exports no metrics, so an Ollama server is not autoscaled (checks warn wh
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from . import units
 from .bundle import Part, Setting
-from .k8s import LLM_SERVER, metadata
+from .k8s import LLM_SERVER, dump_yaml, metadata
 from .profile import Profile
 
 TARGET = "autoscaling"
@@ -134,15 +131,10 @@ def adapter_rules(profile: Profile) -> str:
         "name": {"matches": f"^{re.escape(metric)}$", "as": adapter_metric_name(metric)},
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     }]}}
-    yaml = YAML(typ="safe")
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    stream = io.StringIO()
-    stream.write(f"# prometheus-adapter Helm values for {profile.environment}, rendered by perfstack: serves "
-                 f"{metric} as the Pods metric {adapter_metric_name(metric)} that HorizontalPodAutoscaler/"
-                 f"{LLM_SERVER} reads.\n")
-    yaml.dump(rules, stream)
-    return stream.getvalue()
+    header = (f"# prometheus-adapter Helm values for {profile.environment}, rendered by perfstack: serves "
+              f"{metric} as the Pods metric {adapter_metric_name(metric)} that HorizontalPodAutoscaler/"
+              f"{LLM_SERVER} reads.\n")
+    return header + dump_yaml(rules)
 
 
 # ---------------------------------------------------------------- explain

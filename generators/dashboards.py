@@ -312,7 +312,7 @@ def build(profile: Profile, component: str) -> dict[str, Any]:
         board = board.with_variable(variable)
     for index, spec in enumerate(panels(profile, limits)):
         board = board.with_panel(_panel(spec, index + 1))
-    return json.loads(JSONEncoder(sort_keys=True, indent=2).encode(board.build()))
+    return json.loads(JSONEncoder(sort_keys=True).encode(board.build()))  # compact: C encoder; to_json indents
 
 
 def dashboards(profile: Profile) -> dict[str, dict[str, Any]]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.nodes import ScalarNode
-from ruamel.yaml.resolver import VersionedResolver
+import yaml
 
 from .bundle import checksum
 from .profile import Profile
@@ -53,31 +50,28 @@ def object_filename(obj: dict[str, Any]) -> str:
     return f"{kind}-{name}.yaml"
 
 
-# ruamel writes YAML 1.2, where `off`, `yes`, `0777` or `1:30` are plain strings; kubectl (go-yaml)
-# and PyYAML read YAML 1.1 and would take them for booleans and numbers. Such strings are quoted.
-_YAML11 = VersionedResolver(version=(1, 1))
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """PyYAML's safe dumper on libyaml. It resolves YAML 1.1 like kubectl (go-yaml) and Prometheus do, so
+    strings such as `off`, `yes` or `0777` are quoted rather than read back as booleans and numbers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # a value shared by two keys (requests and limits) is written out twice, never as &id001
 
 
-def _represent_str(representer: Any, data: str) -> Any:
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     if "\n" in data:  # config files in ConfigMaps read best, and diff best, as literal blocks
-        return representer.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-    plain_is_str = _YAML11.resolve(ScalarNode, data, (True, False)) == "tag:yaml.org,2002:str"
-    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=None if plain_is_str else "'")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_str(data)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any, sort_keys: bool = True) -> str:
+    """YAML for files people review: block style, long lines kept whole, keys sorted unless told otherwise."""
+    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, width=4096,
+                         allow_unicode=True))
 
 
 def to_yaml(obj: dict[str, Any]) -> str:
-    yaml = YAML(typ="safe")  # libyaml's emitter (ruamel.yaml.clib): ~5x faster than the pure one
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.representer.add_representer(str, _represent_str)  # after the style: the representer copies it
-    stream = io.StringIO()
-    yaml.dump(_sorted(obj), stream)
-    return stream.getvalue()
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
+    return dump_yaml(obj)
