@@ -618,13 +618,23 @@ def shared(profile: Profile, component: str, alert: Alert) -> Alert:
                      "runbook_url": runbook_url(profile, alert.name), **alert.annotations})
 
 
+_last: tuple[Profile, dict[str, list[Alert]]] | None = None
+
+
 def alerts(profile: Profile) -> dict[str, list[Alert]]:
-    """Every alert, by component (rule group), with the shared labels applied."""
+    """Every alert, by component (rule group), with the shared labels applied.
+
+    The rules file, its tests, explain and the dashboards all ask for the same profile's alerts in one
+    render: the last result is kept for that (frozen, so unchanging) profile object."""
+    global _last
+    if _last is not None and _last[0] is profile:
+        return _last[1]
     out = {}
     for component, build in COMPONENTS.items():
         found = [shared(profile, component, alert) for alert in build(profile) if alert.possible]
         if found:
             out[component] = found
+    _last = (profile, out)
     return out
 
 
