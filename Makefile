@@ -13,3 +13,6 @@ test:
 bench:
 	bash scripts/test --co -q >/dev/null
 	python3 benchmarks/run.py --readme
+
+soak:
+	bash scripts/soak
