@@ -19,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PG_BIN_CANDIDATES = [Path(f"/usr/lib/postgresql/{v}/bin") for v in (18, 17, 16, 15, 14, 13)]
 RUN_AS = "postgres"
@@ -81,6 +82,18 @@ def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> None
         time.sleep(0.1)
     tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
     raise ServerError(f"{what} did not become ready in {timeout:.0f}s\n{tail}")
+
+
+def _await_listening(server: Any, process: subprocess.Popen[bytes], port: int, what: str, log: Path) -> None:
+    """Wait until a started server listens on its port; clean it up and raise if it exits or never listens."""
+    try:
+        _wait(lambda: process.poll() is not None or _port_open(port), 20, what, log)
+        if process.poll() is not None:
+            raise ServerError(f"{what} exited with {process.returncode}\n"
+                              f"{log.read_text(errors='replace')[-3000:] if log.exists() else ''}")
+    except ServerError:
+        server.cleanup()
+        raise
 
 
 def _port_open(port: int) -> bool:
@@ -267,14 +280,7 @@ def start_pgbouncer(ini_text: str, postgres: Postgres, workdir: Path | None = No
     process = subprocess.Popen(["pgbouncer", str(ini_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                **as_user)
     server = PgBouncer(workdir=workdir, port=port, process=process, ini_path=ini_path, log=log)
-    try:
-        _wait(lambda: process.poll() is not None or _port_open(port), 20, "PgBouncer", log)
-        if process.poll() is not None:
-            raise ServerError(f"PgBouncer exited with {process.returncode}\n"
-                              f"{log.read_text(errors='replace')[-3000:] if log.exists() else ''}")
-    except ServerError:
-        server.cleanup()
-        raise
+    _await_listening(server, process, port, "PgBouncer", log)
     return server
 
 
@@ -315,14 +321,7 @@ def start_redis(conf_text: str, workdir: Path | None = None, port: int | None = 
                                 "--dir", str(workdir), "--daemonize", "no", "--logfile", str(log)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Redis(workdir=workdir, port=port, process=process, conf_path=conf_path)
-    try:
-        _wait(lambda: process.poll() is not None or _port_open(port), 20, "redis-server", log)
-        if process.poll() is not None:
-            raise ServerError(f"redis-server exited with {process.returncode}\n"
-                              f"{log.read_text(errors='replace')[-3000:] if log.exists() else ''}")
-    except ServerError:
-        server.cleanup()
-        raise
+    _await_listening(server, process, port, "redis-server", log)
     return server
 
 

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import units
 from ..bundle import Bundle
 from .report import CHANGED, EXTRA, MISSING, Difference, TargetReport, failed
 
@@ -58,15 +59,6 @@ def parse_duration_s(text: Any) -> float:
     if not parts or "".join(n + u for n, u in parts) != str(text).strip():
         raise ValueError(f"not a Prometheus duration: {text!r}")
     return sum(float(n) * _DURATION_S[u] for n, u in parts)
-
-
-def format_duration_s(seconds: float) -> str:
-    if seconds == 0:
-        return "0s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(round(seconds * 1000))}ms"
 
 
 def _numbered(items: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, int, dict[str, Any]]]:
@@ -171,7 +163,7 @@ def compare_rule(want: Rule, have: Rule, client: Client | None) -> list[Differen
             else:
                 diffs.append(Difference(f"{want.key}.expr", CHANGED, want.expr, have.expr))
     if want.kind == "alert" and want.for_s != have.for_s:
-        diffs.append(Difference(f"{want.key}.for", CHANGED, format_duration_s(want.for_s), format_duration_s(have.for_s)))
+        diffs.append(Difference(f"{want.key}.for", CHANGED, _duration(want.for_s), _duration(have.for_s)))
     for label in sorted(set(want.labels) | set(have.labels)):
         if want.labels.get(label) != have.labels.get(label):
             kind = MISSING if label not in have.labels else EXTRA if label not in want.labels else CHANGED
@@ -219,3 +211,8 @@ def check(bundle: Bundle, url: str) -> TargetReport:
     except Exception as exc:  # noqa: BLE001 - reported; the other targets go on
         return failed(TARGET, endpoint, f"{type(exc).__name__}: {str(exc).strip()}")
     return TargetReport(TARGET, endpoint, checked=len(expected), differences=compare(expected, live, client))
+
+
+def _duration(seconds: float) -> str:
+    """A `for` window as Prometheus writes it (5m, 30s)."""
+    return units.format_duration(round(seconds * 1000))
