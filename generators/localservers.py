@@ -11,7 +11,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -94,6 +93,17 @@ def _await_listening(server: Any, process: subprocess.Popen[bytes], port: int, w
     except ServerError:
         server.cleanup()
         raise
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def _port_open(port: int) -> bool:
@@ -207,13 +217,7 @@ class PgBouncer:
         return self.dsn("pgbouncer", user)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # immediate shutdown; SIGINT waits for clients to leave
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)  # SIGTERM: PgBouncer's immediate shutdown; SIGINT waits for clients to leave
 
     def cleanup(self) -> None:
         self.stop()
@@ -297,13 +301,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
     def cleanup(self) -> None:
         self.stop()
@@ -339,13 +337,7 @@ class Prometheus:
 
     def stop(self) -> None:
         for proc in [self.process, *self.extra]:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
 
     def cleanup(self) -> None:
         self.stop()

@@ -74,14 +74,7 @@ def start_exporter(args: list[str], port: int, env: dict[str, str] | None = None
     return process
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+stop = localservers.stop_process
 
 
 @pytest.fixture
