@@ -71,7 +71,3 @@ def dump_yaml(data: Any, sort_keys: bool = True) -> str:
     """YAML for files people review: block style, long lines kept whole, keys sorted unless told otherwise."""
     return str(yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, width=4096,
                          allow_unicode=True))
-
-
-def to_yaml(obj: dict[str, Any]) -> str:
-    return dump_yaml(obj)

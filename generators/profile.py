@@ -449,9 +449,10 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _problem_for(error: Any, source: Source) -> Problem:
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or part in
-                ("function-after", "function-before", "int", "float", "str", "bool", "dict", "constrained-str"))))
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic puts union members and validator wrappers ('int', 'function-after[...]') in loc: drop them.
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and (
+        "[" in part or part.startswith("function-")
+        or part in ("int", "float", "str", "bool", "dict", "constrained-str"))))
     where = source.locate(loc)
     kind = error["type"]
     message = error["msg"].removeprefix("Value error, ")

@@ -8,7 +8,7 @@ from typing import Any
 from . import checks
 from .bundle import Bundle, Finding, Part, dump_json
 from .errors import CheckError, Problem
-from .k8s import object_filename, to_yaml
+from .k8s import dump_yaml, object_filename
 from .loader import Source
 from .profile import Profile
 
@@ -49,7 +49,7 @@ def render(profile: Profile, source: Source | None = None) -> Bundle:
         files.update(part.files)
         objects.extend(part.objects)
     for obj in objects:
-        files[f"kubernetes/{object_filename(obj)}"] = to_yaml(obj)
+        files[f"kubernetes/{object_filename(obj)}"] = dump_yaml(obj)
     files["explain.json"] = dump_json({
         "environment": profile.environment,
         "settings": [s.explain() for s in settings],
