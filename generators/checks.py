@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from . import llm, pgbouncer, postgres, redis, units
 from .bundle import Finding
+from .checks_workers import WORKER_CHECKS
 from .profile import Profile
 
 Check = Callable[[Profile], list[Finding]]
@@ -289,6 +290,7 @@ CHECKS: list[Check] = [
     hpa_stabilization_within_limit,
     http_timeout_above_query_timeout, query_timeout_covers_statement_timeout, llm_timeout_covers_slo,
     db_query_slo_within_statement_timeout, retry_backoff_ordered,
+    *WORKER_CHECKS,
 ]
 
 

@@ -375,6 +375,96 @@ class Alerts(Strict):
         return value
 
 
+# ---------------------------------------------------------------- workers (background jobs on a Redis queue)
+# A queue name is a Redis list name and part of a PromQL regex (queue_name=~"a|b"): letters, digits, _ and -.
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
+KubeName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+
+
+class QueueRedis(Redis):
+    """A second Redis, only for the job queue: never evicts, writes every job to the AOF."""
+
+    role: Literal["cache", "queue"] = "queue"
+    maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                              "volatile-lfu", "volatile-random", "volatile-ttl"] = "noeviction"
+    persistence: Literal["none", "rdb", "aof"] = "aof"
+    port: int = Field(6380, ge=1, le=65535)
+    memory: Size = Field(description="memory of the queue Redis's pod (requests = limits)")
+    cpus: PositiveInt = 1
+    name: KubeName = Field("redis-queue", description="its StatefulSet and Service")
+
+
+class WorkerDbPool(Strict):
+    size: NonNegativeInt = Field(2, description="connections per worker process (0: tasks use no database)")
+    max_overflow: NonNegativeInt = 0
+
+
+class WorkerPool(Strict):
+    framework: Literal["celery"] = Field("celery", description="Celery with the Redis broker (kombu's redis transport)")
+    image: OneLine = Field(description="container image with the tasks' code")
+    app: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:]*$")] = Field(
+        "app.worker", description="the Celery app `celery -A` loads")
+    queues: list[QueueName] = Field(default_factory=lambda: ["celery"], min_length=1,
+                                    description="Redis lists the pool consumes (BRPOP), first is the default")
+    concurrency: PositiveInt = Field(4, le=1000, description="worker processes per replica")
+    prefetch_multiplier: PositiveInt = Field(1, le=1000, description="jobs reserved per process; 1 for long tasks")
+    acks_late: bool = Field(True, description="acknowledge after the task ran (a lost worker's job is redelivered)")
+    visibility_timeout: Duration = Field("1h", description="an unacknowledged job is redelivered after this")
+    time_limit: Duration = Field("5m", description="hard limit: the longest task; the process is killed past it")
+    soft_time_limit: Duration | None = Field(None, description="SoftTimeLimitExceeded is raised; default 90% of time_limit")
+    max_retries: NonNegativeInt = Field(3, le=100)
+    retry_backoff: Duration = Field("1s", description="first retry delay; doubles each retry")
+    retry_backoff_max: Duration = "10m"
+    retry_jitter: bool = True
+    max_tasks_per_child: PositiveInt | None = Field(1000, description="recycle a process after this many tasks")
+    max_queue_wait: Duration = Field("5m", description="how long a job may wait in the queue (alert threshold)")
+    min_replicas: NonNegativeInt = 1
+    max_replicas: PositiveInt = 10
+    target_queue_length: PositiveInt = Field(20, description="jobs waiting per replica KEDA scales to")
+    db_pool: WorkerDbPool = WorkerDbPool()
+    calls_llm: bool = Field(False, description="its tasks call the LLM server (sized against llm.max_num_seqs)")
+    cpu_per_process: float = Field(0.5, gt=0, le=64)
+    memory_per_process: Size = "256MiB"
+
+    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+
+
+class Workers(Strict):
+    redis: Literal["redis"] | QueueRedis = Field(
+        "redis", description="`redis`: the profile's redis (must be role: queue), or a separate queue Redis")
+    exporter_job: str = Field("celery-exporter", description="job label of danihodovic/celery-exporter")
+    pools: dict[KubeName, WorkerPool] = Field(min_length=1, description="named worker pools")
+
+
+# ---------------------------------------------------------------- vector search
+# A PostgreSQL identifier that needs no quoting and a valid Chroma collection name (3+ characters).
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,61}[a-z0-9]$")]
+
+
+class VectorCache(Strict):
+    size: NonNegativeInt = Field(1000, description="frequent query vectors kept in the app's cache (0: none)")
+    ttl: Duration = "10m"
+
+
+class Vector(Strict):
+    engine: Literal["chroma", "pgvector"] = "chroma"
+    collection: Identifier = Field("documents", description="Chroma collection or PostgreSQL table")
+    dimensions: PositiveInt = Field(384, le=16000)
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    expected_vectors: Count = Field(100_000, description="vectors the index will hold")
+    k: PositiveInt = Field(10, le=1000, description="results per query (recall is measured at k)")
+    recall_target: Ratio = Field(0.95, description="recall@k against exact search the index must reach")
+    latency_p95: Duration = Field("50ms", description="p95 latency of one query (the SLO)")
+    m: PositiveInt = Field(16, ge=2, le=100, description="HNSW neighbours per node (pgvector m, Chroma max_neighbors)")
+    ef_construction: PositiveInt = Field(100, ge=4, le=1000)
+    ef_search: PositiveInt | None = Field(None, le=1000, description="search breadth; set by `perfstack bench vector`")
+    batch_size: PositiveInt = Field(100, le=100_000, description="vectors per insert (Chroma hnsw batch_size)")
+    sync_threshold: PositiveInt = Field(1000, description="Chroma: vectors between index syncs to disk")
+    page_size: PositiveInt = Field(20, le=1000, description="results per page the API returns")
+    cache: VectorCache = VectorCache()
+    roles: list[Token] = Field(default_factory=lambda: ["app"], description="pgvector: roles hnsw.ef_search is set for")
+
+
 # ---------------------------------------------------------------- kubernetes and observability wiring
 class Kubernetes(Strict):
     prometheus_rule_labels: dict[str, str] = Field(
@@ -419,6 +509,8 @@ class Profile(Strict):
     alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
     secrets: Secrets = Secrets()
+    workers: Workers | None = None
+    vector: Vector | None = None
 
 
 # ---------------------------------------------------------------- loading

@@ -14,7 +14,8 @@ from .profile import Profile
 
 # One module per target; each exposes render(profile) -> Part. Order is the order of explain.json.
 TARGETS = ("postgres", "pgbouncer", "redis", "llm", "app", "autoscaling", "alerts", "dashboards",
-           "workloads")
+           "workloads",
+           "workers", "vector")
 
 
 def check(profile: Profile, source: Source | None = None) -> list[Finding]:

@@ -1,0 +1,331 @@
+"""Background workers: Celery worker pools on a Redis queue, their settings, Deployments and KEDA scaling.
+
+Each pool of `workers.pools` renders
+- `workers/<pool>/celeryconfig.py`: the Celery settings (concurrency, prefetch, acks, visibility timeout,
+  time limits, retries with backoff), loaded by the worker with `CELERY_CONFIG_MODULE=celeryconfig`;
+  the broker URL (and so the Redis password) comes from the environment, never from the file;
+- a ConfigMap carrying that file, the worker Deployment (`worker-<pool>`) with resources sized from
+  its concurrency, and a KEDA ScaledObject on the length of its Redis lists (KEDA's `redis` list scaler:
+  a Celery queue on Redis is a list, LPUSHed by producers and BRPOPed by workers).
+
+The queue lives either in the profile's own `redis` (`workers.redis: redis`, which must then be
+`role: queue`) or in a second Redis only for the queue (`workers.redis: {memory: ..., ...}`): its
+redis.conf is `redis-queue/redis.conf` and it runs as its own StatefulSet, so the cache and the queue
+are two Redis instances with their own eviction and persistence. Cross-component checks:
+generators/checks_workers.py. Alerts and dashboard panels: generators/workers_alerts.py.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from typing import Any
+
+from . import redis, units
+from .bundle import Part, Setting
+from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
+from .profile import Hardware, Profile, QueueRedis, RedisHardware, WorkerPool
+
+TARGET = "workers"
+CONFIG_DIR = "/etc/celery"  # the ConfigMap's mount; on PYTHONPATH so `celeryconfig` imports
+CONFIG_FILE = "celeryconfig.py"
+QUEUE_REDIS_CONF = "redis-queue/redis.conf"
+QUEUE_REDIS_IMAGE = "docker.io/library/redis:7.2"
+REDIS_CONFIG_DIR = "/etc/redis"
+# The worker's main (consumer) process, besides its `concurrency` pool processes.
+MAIN_PROCESS_MEMORY = 128 * units.MIB
+# A warm shutdown (SIGTERM) lets running tasks finish; the pod gets the longest task and this margin.
+SHUTDOWN_MARGIN_MS = 30_000
+KEDA_POLLING_INTERVAL_S = 15
+# The visibility-timeout sweep: kombu rescans its unacked index every interval (x throttle, set to 1).
+RESTORE_INTERVAL_MAX_S = 60
+
+
+def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setting:
+    return Setting(TARGET, key, value, text, rule, inputs)
+
+
+def _seconds_up(ms: int) -> int:
+    return -(-ms // 1000)
+
+
+def _seconds(ms: int) -> int | float:
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def worker_name(pool: str) -> str:
+    return f"worker-{pool}"
+
+
+# ---------------------------------------------------------------- which Redis holds the queue
+def separate_queue_redis(profile: Profile) -> QueueRedis | None:
+    return profile.workers.redis if profile.workers and isinstance(profile.workers.redis, QueueRedis) else None
+
+
+def queue_profile(profile: Profile) -> Profile:
+    """The profile as the queue's Redis sees it: `redis` and `hardware.redis` are the queue's own, so
+    redis.py's rules (maxmemory, persistence) and the Redis checks apply to it unchanged."""
+    queue = separate_queue_redis(profile)
+    if queue is None:
+        return profile
+    fields = {name: getattr(queue, name) for name in ("role", "maxmemory", "maxmemory_policy", "persistence",
+                                                       "timeout", "tcp_keepalive", "port")}
+    hardware = Hardware(postgres=profile.hardware.postgres, gpu=profile.hardware.gpu,
+                        redis=RedisHardware(memory=queue.memory, cpus=queue.cpus))
+    return profile.model_copy(update={"redis": profile.redis.model_copy(update=fields), "hardware": hardware})
+
+
+def queue_redis_address(profile: Profile) -> tuple[str, int]:
+    queue = separate_queue_redis(profile)
+    return (queue.name, queue.port) if queue else ("redis", profile.redis.port)
+
+
+def broker_url_template(profile: Profile) -> str:
+    """The broker URL as the Deployment's env builds it: Kubernetes expands $(REDIS_PASSWORD) from the Secret."""
+    host, port = queue_redis_address(profile)
+    return f"redis://:$(REDIS_PASSWORD)@{host}:{port}/0"
+
+
+# ---------------------------------------------------------------- one pool's Celery settings
+def soft_time_limit_ms(pool: WorkerPool) -> int:
+    return pool.soft_time_limit if pool.soft_time_limit is not None else pool.time_limit * 9 // 10
+
+
+def restore_interval_s(pool: WorkerPool) -> int:
+    """How often kombu sweeps for jobs past their visibility timeout: a tenth of it, 1 s to 60 s."""
+    return max(1, min(RESTORE_INTERVAL_MAX_S, pool.visibility_timeout // 10_000))
+
+
+def backoff_s(ms: int) -> int:
+    """Celery's retry_backoff is a whole number of seconds (the jitter draws an integer below it)."""
+    return max(1, _seconds_up(ms))
+
+
+def pool_settings(name: str, pool: WorkerPool) -> list[tuple[Setting, Any]]:
+    """(explain entry, Python value for celeryconfig.py) for every Celery setting a pool renders."""
+    vt = pool.visibility_timeout
+    items: list[tuple[Setting, Any]] = []
+
+    def add(key: str, value: Any, rule: str, **inputs: Any) -> None:
+        items.append((_setting(f"{name}.{key}", value, repr(value), rule, **inputs), value))
+
+    add("worker_concurrency", pool.concurrency, "given by workers.pools.concurrency (processes per replica)")
+    add("worker_prefetch_multiplier", pool.prefetch_multiplier,
+        "given by prefetch_multiplier: jobs each process reserves ahead (1: a long task holds back no others)")
+    add("task_acks_late", pool.acks_late, "given by acks_late: acknowledged after the task ran, so a job whose "
+        "worker dies is redelivered after the visibility timeout")
+    add("task_reject_on_worker_lost", pool.acks_late,
+        "= acks_late: a job whose process was killed goes back to the queue instead of being acked as failed")
+    add("worker_cancel_long_running_tasks_on_connection_loss", pool.acks_late,
+        "= acks_late: tasks running when the broker connection drops are cancelled (they are redelivered) "
+        "rather than run twice")
+    add("task_time_limit", _seconds(pool.time_limit), "given by time_limit, in seconds (the process is killed)",
+        time_limit=units.format_duration(pool.time_limit))
+    add("task_soft_time_limit", _seconds(soft_time_limit_ms(pool)),
+        "given by soft_time_limit" if pool.soft_time_limit is not None else
+        "90% of time_limit: the task gets SoftTimeLimitExceeded and time to clean up before the kill",
+        time_limit=units.format_duration(pool.time_limit))
+    add("broker_transport_options", {"visibility_timeout": _seconds_up(vt),
+                                     "unacked_restore_interval": restore_interval_s(pool),
+                                     "unacked_restore_throttle": 1},
+        "visibility_timeout given by workers.pools.visibility_timeout (s); kombu sweeps for expired jobs every "
+        "tenth of it (1 s to 60 s), every sweep scanning (throttle 1)",
+        visibility_timeout=units.format_duration(vt))
+    add("task_default_queue", pool.queues[0], "the first of workers.pools.queues")
+    add("task_annotations", {"*": {"max_retries": pool.max_retries, "retry_backoff": backoff_s(pool.retry_backoff),
+                                   "retry_backoff_max": _seconds_up(pool.retry_backoff_max),
+                                   "retry_jitter": pool.retry_jitter}},
+        "max_retries, retry_backoff (whole seconds, doubling per retry) and retry_backoff_max for every task "
+        "(tasks opt in with autoretry_for)", max_retries=pool.max_retries,
+        retry_backoff=units.format_duration(pool.retry_backoff),
+        retry_backoff_max=units.format_duration(pool.retry_backoff_max))
+    add("worker_max_tasks_per_child", pool.max_tasks_per_child,
+        "given by max_tasks_per_child: a process is replaced after this many tasks (leaks stay bounded)")
+    add("worker_send_task_events", True, "celery-exporter counts tasks from these events (alerts, dashboards)")
+    add("task_send_sent_event", True, "celery-exporter counts published tasks (task-sent)")
+    add("broker_connection_retry_on_startup", True, "a worker started before its Redis waits for it")
+    return items
+
+
+def celeryconfig(profile: Profile, name: str, pool: WorkerPool) -> str:
+    """celeryconfig.py: every value written with repr() of a typed value (a Python literal), nothing else."""
+    lines = [
+        f"# Celery settings of worker pool {name!r}, rendered by perfstack for environment "
+        f"{profile.environment!r}.",
+        "# Do not edit: change the profile. Load with CELERY_CONFIG_MODULE=celeryconfig "
+        "(app.config_from_envvar).",
+        "# The broker URL, with the Redis password, comes from the Secret through the environment.",
+        "import os",
+        "",
+        'broker_url = os.environ["CELERY_BROKER_URL"]',
+    ]
+    for setting, value in pool_settings(name, pool):
+        lines += ["", f"# {setting.rule}", f"{setting.key.split('.', 1)[1]} = {value!r}"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- resources and objects
+def resources(pool: WorkerPool) -> dict[str, str]:
+    millicores = math.ceil(pool.concurrency * pool.cpu_per_process * 1000)
+    memory = pool.concurrency * pool.memory_per_process + MAIN_PROCESS_MEMORY
+    return {"cpu": f"{millicores}m", "memory": f"{-(-memory // units.MIB)}Mi"}
+
+
+def resource_setting(name: str, pool: WorkerPool) -> Setting:
+    res = resources(pool)
+    return _setting(f"{name}.resources", res, f"cpu={res['cpu']}, memory={res['memory']}",
+                    "concurrency x cpu_per_process; concurrency x memory_per_process + 128Mi for the main process "
+                    "(memory requests = limits, no CPU limit)", concurrency=pool.concurrency,
+                    cpu_per_process=pool.cpu_per_process,
+                    memory_per_process=units.format_size_human(pool.memory_per_process))
+
+
+def grace_period_s(pool: WorkerPool) -> int:
+    return _seconds_up(pool.time_limit + SHUTDOWN_MARGIN_MS)
+
+
+def deployment(profile: Profile, name: str, pool: WorkerPool, config: dict[str, str]) -> dict[str, Any]:
+    component = worker_name(name)
+    secret = profile.secrets.redis_password
+    res = resources(pool)
+    container = {
+        "name": "worker",
+        "image": pool.image,
+        "command": ["celery", "-A", pool.app, "worker", "--queues", ",".join(pool.queues),
+                    "--hostname", f"{name}@%h", "--loglevel", "INFO"],
+        "env": [
+            {"name": "CELERY_CONFIG_MODULE", "value": "celeryconfig"},
+            {"name": "PYTHONPATH", "value": CONFIG_DIR},
+            {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}},
+            {"name": "CELERY_BROKER_URL", "value": broker_url_template(profile)},
+        ],
+        "resources": {"requests": res, "limits": {"memory": res["memory"]}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+    }
+    selector = {k: v for k, v in labels(profile, component).items()
+                if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(profile, component, component),
+        "spec": {
+            # No `replicas`: the ScaledObject's HPA owns the count.
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels(profile, component),
+                             "annotations": {CHECKSUM_ANNOTATION: checksum_of(config)}},
+                "spec": {
+                    # SIGTERM is Celery's warm shutdown: running tasks finish within the longest task's limit.
+                    "terminationGracePeriodSeconds": grace_period_s(pool),
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": component}}],
+                },
+            },
+        },
+    }
+
+
+def trigger_authentication_name(profile: Profile) -> str:
+    return "worker-redis"
+
+
+def trigger_authentication(profile: Profile) -> dict[str, Any]:
+    secret = profile.secrets.redis_password
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+            "metadata": metadata(profile, trigger_authentication_name(profile), "workers"),
+            "spec": {"secretTargetRef": [{"parameter": "password", "name": secret.secret, "key": secret.key}]}}
+
+
+def scaled_object(profile: Profile, name: str, pool: WorkerPool) -> dict[str, Any]:
+    component = worker_name(name)
+    host, port = queue_redis_address(profile)
+    triggers = [{"type": "redis", "authenticationRef": {"name": trigger_authentication_name(profile)},
+                 "metadata": {"address": f"{host}.{profile.namespace}.svc:{port}", "listName": queue,
+                              "listLength": str(pool.target_queue_length), "activationListLength": "0",
+                              "databaseIndex": "0"}}
+                for queue in pool.queues]
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": metadata(profile, component, component),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": component},
+                     "minReplicaCount": pool.min_replicas, "maxReplicaCount": pool.max_replicas,
+                     "pollingInterval": KEDA_POLLING_INTERVAL_S,
+                     # Scale down only after the longest task could have finished: a pod stopping mid-task
+                     # waits out its grace period anyway.
+                     "cooldownPeriod": max(60, grace_period_s(pool)),
+                     "triggers": triggers}}
+
+
+def scaling_settings(name: str, pool: WorkerPool) -> list[Setting]:
+    return [
+        _setting(f"{name}.min_replicas", pool.min_replicas, str(pool.min_replicas), "given by workers.pools.min_replicas"),
+        _setting(f"{name}.max_replicas", pool.max_replicas, str(pool.max_replicas), "given by workers.pools.max_replicas"),
+        _setting(f"{name}.listLength", pool.target_queue_length, str(pool.target_queue_length),
+                 "KEDA redis list scaler: target_queue_length jobs waiting per replica, for each of "
+                 + ", ".join(pool.queues), queues=",".join(pool.queues)),
+        _setting(f"{name}.terminationGracePeriodSeconds", grace_period_s(pool), f"{grace_period_s(pool)}s",
+                 "time_limit + 30s: a warm shutdown lets the longest task finish instead of waiting out the "
+                 "visibility timeout", time_limit=units.format_duration(pool.time_limit)),
+    ]
+
+
+# ---------------------------------------------------------------- the separate queue Redis
+def queue_redis_objects(profile: Profile, queue: QueueRedis, conf: str) -> list[dict[str, Any]]:
+    name = queue.name
+    data = {"redis.conf": conf}
+    secret = profile.secrets.redis_password
+    res = {"cpu": str(queue.cpus), "memory": f"{-(-queue.memory // units.MIB)}Mi"}
+    selector = {k: v for k, v in labels(profile, name).items()
+                if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
+    probe = {"tcpSocket": {"port": "redis"}}
+    container = {
+        "name": "redis", "image": QUEUE_REDIS_IMAGE,
+        "command": ["redis-server", posixpath.join(REDIS_CONFIG_DIR, "redis.conf"), "--requirepass", "$(REDIS_PASSWORD)"],
+        "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}}],
+        "ports": [{"name": "redis", "containerPort": queue.port, "protocol": "TCP"}],
+        "resources": {"requests": res, "limits": res},
+        "volumeMounts": [{"name": "config", "mountPath": REDIS_CONFIG_DIR, "readOnly": True},
+                         {"name": "data", "mountPath": "/data"}],
+        "securityContext": {"allowPrivilegeEscalation": False},
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+    }
+    # Both AOF rewrites and RDB saves write a new file beside the old one: twice maxmemory of disk.
+    storage = -(-2 * redis.maxmemory_bytes(queue_profile(profile)) // units.GIB)
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(profile, name, name),
+        "spec": {"replicas": 1, "serviceName": name, "selector": {"matchLabels": selector},
+                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": labels(profile, name)},
+                                           "spec": {"accessModes": ["ReadWriteOnce"],
+                                                    "resources": {"requests": {"storage": f"{storage}Gi"}}}}],
+                 "template": {"metadata": {"labels": labels(profile, name),
+                                           "annotations": {CHECKSUM_ANNOTATION: checksum_of(data)}},
+                              "spec": {"containers": [container],
+                                       "volumes": [{"name": "config", "configMap": {"name": name}}]}}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, name, name),
+               "spec": {"type": "ClusterIP", "selector": selector,
+                        "ports": [{"name": "redis", "port": queue.port, "targetPort": "redis", "protocol": "TCP"}]}}
+    return [config_map(profile, name, name, data), statefulset, service]
+
+
+def render(profile: Profile) -> Part:
+    if profile.workers is None:
+        return Part()
+    part = Part()
+    queue = separate_queue_redis(profile)
+    if queue is not None:
+        qp = queue_profile(profile)
+        conf = redis.render(qp).files["redis/redis.conf"]
+        part.files[QUEUE_REDIS_CONF] = conf
+        part.settings += [Setting(TARGET, f"redis-queue.{s.key}", s.value, s.text, s.rule, s.inputs)
+                          for s in redis.settings(qp)]
+        part.objects += queue_redis_objects(profile, queue, conf)
+    part.objects.append(trigger_authentication(profile))
+    for name, pool in profile.workers.pools.items():
+        text = celeryconfig(profile, name, pool)
+        data = {CONFIG_FILE: text}
+        part.files[f"workers/{name}/{CONFIG_FILE}"] = text
+        part.settings += [s for s, _ in pool_settings(name, pool)]
+        part.settings += [resource_setting(name, pool), *scaling_settings(name, pool)]
+        part.objects += [config_map(profile, worker_name(name), worker_name(name), data),
+                         deployment(profile, name, pool, data), scaled_object(profile, name, pool)]
+    return part
