@@ -596,9 +596,16 @@ def api_alerts(profile: Profile) -> list[Alert]:
     return alerts
 
 
+def worker_alerts(profile: Profile) -> list[Alert]:
+    from .workers_alerts import worker_alerts as build  # it imports this module's helpers
+
+    return build(profile)
+
+
 COMPONENTS: dict[str, Callable[[Profile], list[Alert]]] = {
     "postgres": postgres_alerts, "pgbouncer": pgbouncer_alerts, "redis": redis_alerts, "llm": llm_alerts,
     "api": api_alerts,
+    "workers": worker_alerts,
 }
 
 

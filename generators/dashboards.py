@@ -258,6 +258,12 @@ def api_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
     ]
 
 
+def worker_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    from .workers_alerts import worker_panels as build  # it imports this module's helpers
+
+    return build(profile, limits)
+
+
 DASHBOARDS: dict[str, tuple[str, Callable[[Profile, dict[str, float]], list[PanelSpec]]]] = {
     "overview": ("Overview (SLOs)", overview),
     "postgres": ("PostgreSQL", postgres_panels),
@@ -265,7 +271,13 @@ DASHBOARDS: dict[str, tuple[str, Callable[[Profile, dict[str, float]], list[Pane
     "redis": ("Redis", redis_panels),
     "llm": ("LLM server", llm_panels),
     "api": ("API", api_panels),
+    "workers": ("Workers", worker_panels),
 }
+
+
+def components(profile: Profile) -> list[str]:
+    """The dashboards this profile has: the workers' only with workers."""
+    return [c for c in DASHBOARDS if c != "workers" or profile.workers is not None]
 
 
 # ---------------------------------------------------------------- building with grafana-foundation-sdk
@@ -317,7 +329,7 @@ def build(profile: Profile, component: str) -> dict[str, Any]:
 
 def dashboards(profile: Profile) -> dict[str, dict[str, Any]]:
     """uid -> dashboard JSON model, for every dashboard."""
-    return {uid(profile, component): build(profile, component) for component in DASHBOARDS}
+    return {uid(profile, component): build(profile, component) for component in components(profile)}
 
 
 def expressions(board: dict[str, Any]) -> list[str]:
@@ -344,7 +356,7 @@ def dashboard_object(profile: Profile, component: str, text: str) -> dict[str, A
 
 def render(profile: Profile) -> Part:
     files, objects = {}, []
-    for component in DASHBOARDS:
+    for component in components(profile):
         text = to_json(build(profile, component))
         files[f"grafana/{uid(profile, component)}.json"] = text
         objects.append(dashboard_object(profile, component, text))

@@ -67,6 +67,15 @@ KUBERNETES = frozenset({
     "container_memory_working_set_bytes", "container_cpu_usage_seconds_total",
 })
 
+# danihodovic/celery-exporter (port 9808): queue lengths from the broker, task events from the workers
+# (worker_send_task_events, task_send_sent_event). Task counters carry {name, hostname, queue_name}.
+CELERY_EXPORTER = frozenset({
+    "celery_queue_length", "celery_active_worker_count", "celery_active_process_count", "celery_worker_up",
+    "celery_task_sent_total", "celery_task_received_total", "celery_task_started_total",
+    "celery_task_succeeded_total", "celery_task_failed_total", "celery_task_retried_total",
+    "celery_task_rejected_total", *_histogram("celery_task_runtime"),
+})
+
 # Prometheus itself: every scrape's `up`, and the ALERTS series of its own rules.
 PROMETHEUS = frozenset({"up", "ALERTS"})
 
@@ -89,6 +98,7 @@ KNOWN = {
     "postgres_exporter": POSTGRES_EXPORTER, "pgbouncer_exporter": PGBOUNCER_EXPORTER,
     "redis_exporter": REDIS_EXPORTER, "vllm": VLLM, "blackbox_exporter": BLACKBOX_EXPORTER,
     "kubernetes": KUBERNETES, "prometheus": PROMETHEUS, "app": APP,
+    "celery_exporter": CELERY_EXPORTER,
 }
 ALL = frozenset().union(*KNOWN.values())
 

@@ -35,7 +35,8 @@ def test_every_check_is_registered() -> None:
         "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads", "llm_fits_gpu",
         "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time", "llm_autoscaling_has_metric",
         "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
-        "db_query_slo_within_statement_timeout", "retry_backoff_ordered", "hpa_stabilization_within_limit"}
+        "db_query_slo_within_statement_timeout", "retry_backoff_ordered", "hpa_stabilization_within_limit",
+        "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -21,7 +21,7 @@ from .conftest import PROFILES, REPO, load
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
-COMPONENTS = ["overview", "postgres", "pgbouncer", "redis", "llm", "api"]
+COMPONENTS = ["overview", "postgres", "pgbouncer", "redis", "llm", "api", "workers"]  # dev and prod have workers
 # Grafana's built-in interval variables, as Grafana substitutes them before the query reaches Prometheus.
 GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "6h"}
 
@@ -194,3 +194,11 @@ def test_grafana_operator_gets_grafana_dashboard_objects() -> None:
         assert obj["apiVersion"] == "grafana.integreatly.org/v1beta1"
         assert obj["spec"]["instanceSelector"] == {"matchLabels": {"grafana": "main"}}
         assert json.loads(obj["spec"]["json"])["uid"].startswith("perfstack-prod-")
+
+
+def test_a_profile_without_workers_has_no_workers_dashboard() -> None:
+    from .conftest import load
+
+    profile = load("prod").model_copy(update={"workers": None})
+    assert "workers" not in dashboards.components(profile)
+    assert "workers" in dashboards.components(load("prod"))

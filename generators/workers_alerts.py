@@ -1,0 +1,174 @@
+"""Alerts (with their promtool proofs) and dashboard panels for the worker pools of `workers:`.
+
+Metrics: danihodovic/celery-exporter (generators/metrics.py, CELERY_EXPORTER), which reads the queue
+lengths from the broker (LLEN of each Celery queue's Redis list) and counts task events; the rendered
+celeryconfig.py turns those events on. One alert of each kind per pool, its thresholds from the pool:
+- backlog: more jobs waiting than max_replicas x target_queue_length, what KEDA scales to at most;
+- wait: the time to drain the queue at the rate the pool takes jobs (length / receive rate, Little's
+  law: the age of the newest job once it is taken) above max_queue_wait;
+- no consumers: jobs waiting and no worker consuming the queue;
+- retries: the share of attempts that end in a retry above slo.error_rate;
+- given up ("dead letters"): a task failed after its last retry (Celery's Redis transport has no
+  dead-letter queue: the task-failed event is the only trace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import units
+from .alerts import (
+    RATE_WINDOW_MS,
+    Alert,
+    Proof,
+    _ceil_to,
+    _counter,
+    _gauge,
+    _horizon,
+    _samples,
+    _series,
+    _window,
+    count_proof,
+    increase_proof,
+    num,
+    ratio_proof,
+    selector,
+)
+from .dashboards import RATE, PanelSpec, p95, q
+from .profile import Profile, WorkerPool
+
+EXPORTER_INSTANCE = "celery-exporter:9808"
+
+
+def camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))
+
+
+def backlog_limit(pool: WorkerPool) -> int:
+    return pool.max_replicas * pool.target_queue_length
+
+
+def _matchers(profile: Profile, pool: WorkerPool) -> tuple[dict[str, str], str]:
+    return {"namespace": profile.namespace}, f'queue_name=~"{"|".join(pool.queues)}"'
+
+
+def wait_proof(length: tuple[str, dict[str, str]], received: tuple[str, dict[str, str]], depth: float,
+               wait_s: float, out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
+    """`length / rate(received) > wait_s`. A counter starting at 0 shows a rate of r x elapsed / window
+    until the window fills, so early evaluations see a longer wait: the slow drain (r = depth / 2 wait)
+    holds from the first rate on; the fast one is fast enough even at the first rate."""
+    def build(interval_ms: int) -> Proof:
+        n = _samples(interval_ms, _horizon(for_ms, interval_ms, _ceil_to(RATE_WINDOW_MS, interval_ms)))
+        step = interval_ms / 1000
+        slow = depth / (2 * wait_s)
+        fast = 2 * depth * (RATE_WINDOW_MS / interval_ms) / wait_s
+        length_series, received_series = _series(*length), _series(*received)
+        return Proof({length_series: _gauge(depth, n), received_series: _counter(slow * step, n)},
+                     {length_series: _gauge(depth, n), received_series: _counter(fast * step, n)},
+                     interval_ms, out)
+    return build
+
+
+def consumers_proof(length: tuple[str, dict[str, str]], workers: tuple[str, dict[str, str]],
+                    out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
+    def build(interval_ms: int) -> Proof:
+        n = _samples(interval_ms, _horizon(for_ms, interval_ms, 0))
+        length_series, workers_series = _series(*length), _series(*workers)
+        return Proof({length_series: _gauge(5, n), workers_series: _gauge(0, n)},
+                     {length_series: _gauge(5, n), workers_series: _gauge(1, n)}, 0, out)
+    return build
+
+
+def pool_alerts(profile: Profile, name: str, pool: WorkerPool) -> list[Alert]:
+    assert profile.workers is not None
+    ns, queues = _matchers(profile, pool)
+    series = {**ns, "job": profile.workers.exporter_job, "instance": EXPORTER_INSTANCE, "queue_name": pool.queues[0]}
+    out = {"queue_name": pool.queues[0]}
+    task = {**series, "name": "tasks.example", "hostname": f"{name}@worker"}
+    w = _window()
+    p = camel(name)
+    by = "sum by (queue_name)"
+    length = f"{by} ({selector('celery_queue_length', ns, queues)})"
+    backlog = backlog_limit(pool)
+    wait_s = pool.max_queue_wait / 1000
+    error_rate = profile.slo.error_rate
+
+    def rate(metric: str) -> str:
+        return f"{by} (rate({selector(metric, ns, queues)}[{w}]))"
+
+    return [
+        Alert(f"Worker{p}QueueBacklog", f"{length} > {num(backlog)}", 10 * 60_000, "warning",
+              f"Worker pool {name}: more jobs waiting than its replicas work off",
+              f"Queue {{{{ $labels.queue_name }}}} holds more than {backlog} jobs for 10m: workers.pools.{name}."
+              f"max_replicas {pool.max_replicas} x target_queue_length {pool.target_queue_length}, the most KEDA "
+              "scales to; raise max_replicas or concurrency.",
+              backlog, "max_replicas x target_queue_length (what KEDA scales the pool to at most)",
+              {"max_replicas": pool.max_replicas, "target_queue_length": pool.target_queue_length},
+              count_proof("celery_queue_length", series, backlog, out, 10 * 60_000)),
+        Alert(f"Worker{p}QueueWaitHigh", f"{length} / {rate('celery_task_received_total')} > {num(wait_s)}",
+              5 * 60_000, "warning", f"Worker pool {name}: jobs wait too long in the queue",
+              f"Queue {{{{ $labels.queue_name }}}} takes more than {units.format_duration(pool.max_queue_wait)} "
+              f"({num(wait_s)} s) to drain at the rate workers take jobs (length / receive rate) for 5m: above "
+              f"workers.pools.{name}.max_queue_wait.",
+              wait_s, "workers.pools.max_queue_wait in seconds, against queue length / jobs received per second",
+              {"max_queue_wait": units.format_duration(pool.max_queue_wait)},
+              wait_proof(("celery_queue_length", series), ("celery_task_received_total", task), 100, wait_s,
+                         out, 5 * 60_000)),
+        Alert(f"Worker{p}NoConsumers",
+              f"{length} > 0 and on (queue_name) {by} ({selector('celery_active_worker_count', ns, queues)}) == 0",
+              5 * 60_000, "critical", f"Worker pool {name}: jobs waiting and no worker consuming",
+              f"Queue {{{{ $labels.queue_name }}}} has jobs waiting and 0 workers of pool {name} consume it "
+              "(threshold: more than 0 jobs, 0 workers) for 5m.",
+              0, "jobs waiting (length > 0) while the queue has 0 active workers", {},
+              consumers_proof(("celery_queue_length", series), ("celery_active_worker_count", series), out,
+                              5 * 60_000)),
+        Alert(f"Worker{p}RetriesHigh",
+              f"{rate('celery_task_retried_total')} / ({rate('celery_task_retried_total')} + "
+              f"{rate('celery_task_succeeded_total')}) > {num(error_rate)}",
+              15 * 60_000, "warning", f"Worker pool {name}: many task attempts end in a retry",
+              f"More than {error_rate * 100:g}% (slo.error_rate) of task attempts on {{{{ $labels.queue_name }}}} "
+              f"were retried for 15m (max_retries {pool.max_retries}): a dependency is failing.",
+              error_rate, "slo.error_rate, against retried / (retried + succeeded) attempts",
+              {"error_rate": error_rate, "max_retries": pool.max_retries},
+              ratio_proof(("celery_task_retried_total", task), ("celery_task_succeeded_total", task), error_rate,
+                          True, out, 15 * 60_000)),
+        Alert(f"Worker{p}TasksGivenUp",
+              f"{by} (increase({selector('celery_task_failed_total', ns, queues)}[{w}])) > 0",
+              60_000, "warning", f"Worker pool {name}: tasks failed after their last retry",
+              f"Tasks on {{{{ $labels.queue_name }}}} failed for good in the last {w} (threshold 0) after up to "
+              f"{pool.max_retries} retries: Celery keeps no dead-letter queue, find them in the worker logs.",
+              0, "any task that failed after max_retries is a lost job", {"max_retries": pool.max_retries},
+              increase_proof("celery_task_failed_total", {**task, "exception": "RuntimeError"}, out, 60_000)),
+    ]
+
+
+def worker_alerts(profile: Profile) -> list[Alert]:
+    if profile.workers is None:
+        return []
+    return [alert for name, pool in profile.workers.pools.items() for alert in pool_alerts(profile, name, pool)]
+
+
+def worker_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
+    if profile.workers is None:
+        return []
+    panels = []
+    for name, pool in profile.workers.pools.items():
+        p = camel(name)
+        sel = f'namespace="$namespace", queue_name=~"{"|".join(pool.queues)}"'
+        panels += [
+            PanelSpec(f"{name}: jobs waiting", "short",
+                      (q(f"sum by (queue_name) (celery_queue_length{{{sel}}})", "{{queue_name}}"),),
+                      limits.get(f"Worker{p}QueueBacklog"), f"alert Worker{p}QueueBacklog"),
+            PanelSpec(f"{name}: time to drain the queue", "s", (q(
+                f"sum by (queue_name) (celery_queue_length{{{sel}}}) / "
+                f"sum by (queue_name) (rate(celery_task_received_total{{{sel}}}[{RATE}]))", "{{queue_name}}"),),
+                limits.get(f"Worker{p}QueueWaitHigh"), f"alert Worker{p}QueueWaitHigh (max_queue_wait)"),
+            PanelSpec(f"{name}: workers consuming", "short",
+                      (q(f"sum by (queue_name) (celery_active_worker_count{{{sel}}})", "{{queue_name}}"),)),
+            PanelSpec(f"{name}: tasks per second", "ops", tuple(
+                q(f"sum(rate(celery_task_{state}_total{{{sel}}}[{RATE}]))", state)
+                for state in ("received", "succeeded", "retried", "failed"))),
+            PanelSpec(f"{name}: p95 task runtime", "s", (q(p95("celery_task_runtime", sel), "p95"),),
+                      pool.time_limit / 1000, f"workers.pools.{name}.time_limit"),
+        ]
+    return panels
