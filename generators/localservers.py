@@ -148,10 +148,10 @@ class Postgres:
 
 
 def start_postgres(conf_text: str | None = None, workdir: Path | None = None, port: int | None = None,
-                   extra_conf: str = "") -> Postgres:
+                   extra_conf: str = "", bin_dir: Path | None = None) -> Postgres:
     """initdb a fresh cluster, include the rendered postgresql.conf, and start it on loopback."""
     workdir = workdir or make_workdir("perfstack-pg-")
-    server = Postgres(workdir=workdir, port=port or free_port(), bin_dir=pg_bin_dir())
+    server = Postgres(workdir=workdir, port=port or free_port(), bin_dir=bin_dir or pg_bin_dir())
     result = subprocess.run([*_prefix(), str(server.bin_dir / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
                              "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
                             capture_output=True, text=True, timeout=180)
