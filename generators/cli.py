@@ -164,7 +164,71 @@ def schema_command() -> None:
     click.echo(json_schema(), nl=False)
 
 
-@main.command("bench")
+class _BenchGroup(click.Group):
+    """`perfstack bench ENV ...` is the stack bench (`bench stack`); `perfstack bench vector ENV` the vector one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["stack", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("bench", cls=_BenchGroup)
+def bench_group() -> None:
+    """Benchmarks on real local servers: `bench ENV` (PostgreSQL, PgBouncer, Redis) or `bench vector ENV`."""
+
+
+def _int_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers") from None
+    if any(n < 1 or n > 1000 for n in numbers):
+        raise click.BadParameter(f"{value!r}: every value must lie between 1 and 1000")
+    return numbers
+
+
+@bench_group.command("vector")
+@click.argument("env")
+@click.option("--vectors", type=click.IntRange(10, 2_000_000), default=None,
+              help="Vectors in the data set (default: vector.expected_vectors, at most 20000).")
+@click.option("--queries", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--ef-search", "ef_search", callback=_int_list, help="ef_search values, e.g. 10,20,40,80,160,320.")
+@click.option("--m", "m", callback=_int_list, help="HNSW m values to build (default: vector.m).")
+@click.option("--ef-construction", "ef_construction", callback=_int_list,
+              help="ef_construction values to build (default: vector.ef_construction).")
+@click.option("--engine", type=click.Choice(["chroma", "pgvector"]), default=None, help="Default: vector.engine.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Draw the curve here.")
+@click.option("--write", "write", is_flag=True, help="Write the chosen ef_search (m, ef_construction) to the profile.")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+@click.pass_context
+@handles_errors
+def bench_vector_command(ctx: click.Context, env: str, vectors: int | None, queries: int, ef_search: tuple[int, ...],
+                         m: tuple[int, ...], ef_construction: tuple[int, ...], engine: str | None, png: Path | None,
+                         write: bool, fmt: str) -> None:
+    """Measure recall@k and latency across ef_search; exit 1 when no setting meets the recall target within the SLO."""
+    from .loader import resolve_profile_path
+    from .profile import load_profile
+    from .vector_bench import Options, format_report, plot, run, write_back
+
+    profile, _source = load_profile(env, _profiles_dir(ctx))
+    report = run(profile, Options(vectors=vectors, queries=queries, ef_search=ef_search, m=m,
+                                  ef_construction=ef_construction, engine=engine),
+                 lambda message: click.echo(message, err=True))
+    if png:
+        plot(report, png)
+    click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True) if fmt == "json" else format_report(report),
+               nl=fmt == "json")
+    if write and report.chosen and profile.vector:
+        path = resolve_profile_path(env, _profiles_dir(ctx))
+        write_back(path, report.chosen, profile.vector)
+        click.echo(f"wrote vector.ef_search {report.chosen.ef_search} to {path}", err=True)
+    sys.exit(0 if report.chosen else 1)
+
+
+@bench_group.command("stack")
 @click.argument("env")
 @click.option("--local-hardware", is_flag=True,
               help="Render hardware.postgres (memory, cpus) and hardware.redis.memory from this machine.")
