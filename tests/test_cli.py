@@ -321,7 +321,9 @@ README = (REPO / "README.md").read_text()
 @pytest.mark.parametrize("command", sorted(main.commands))
 def test_command_is_documented(command: str) -> None:
     assert f"`perfstack {command}" in README, f"README.md does not document `perfstack {command}`"
-    for param in main.commands[command].params:
+    group = main.commands[command]
+    subcommands = list(getattr(group, "commands", {}).values())  # `bench` is a group: bench ENV, bench vector ENV
+    for param in [p for c in [group, *subcommands] for p in c.params]:
         for opt in getattr(param, "opts", []):
             if opt.startswith("--") and opt != "--help":
                 assert opt in README, f"README.md does not document {command} {opt}"
