@@ -112,10 +112,10 @@ def queue_redis_keeps_jobs(profile: Profile) -> list[Finding]:
             return []  # redis_queue_keeps_jobs checks the profile's own queue Redis
         return [Finding(
             "queue_redis_keeps_jobs",
-            f"workers.redis: redis puts the job queue in the profile's redis, whose role is {r.role} "
+            f"without workers.redis the job queue lives in the profile's redis, whose role is {r.role} "
             f"(maxmemory_policy {r.maxmemory_policy}, persistence {r.persistence}): set redis.role queue with "
             "noeviction and aof, or declare a separate queue Redis under workers.redis",
-            "error", ("workers.redis", "redis.role"))]
+            "error", ("redis.role", "workers"))]
     qp = workers.queue_profile(profile)
     found = []
     for finding in checks.redis_queue_keeps_jobs(qp) + checks.redis_fits_memory(qp):

@@ -384,7 +384,7 @@ KubeName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_
 class QueueRedis(Redis):
     """A second Redis, only for the job queue: never evicts, writes every job to the AOF."""
 
-    role: Literal["cache", "queue"] = "queue"
+    role: Literal["queue"] = Field("queue", description="always queue: the queue checks apply to it")
     maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
                               "volatile-lfu", "volatile-random", "volatile-ttl"] = "noeviction"
     persistence: Literal["none", "rdb", "aof"] = "aof"
@@ -430,8 +430,8 @@ class WorkerPool(Strict):
 
 
 class Workers(Strict):
-    redis: Literal["redis"] | QueueRedis = Field(
-        "redis", description="`redis`: the profile's redis (must be role: queue), or a separate queue Redis")
+    redis: QueueRedis | None = Field(
+        None, description="a separate Redis for the queue; not given: the profile's redis (which must be role: queue)")
     exporter_job: str = Field("celery-exporter", description="job label of danihodovic/celery-exporter")
     pools: dict[KubeName, WorkerPool] = Field(min_length=1, description="named worker pools")
 
@@ -523,13 +523,16 @@ def known_postgres_parameters() -> frozenset[str]:
 def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The model class that owns the mapping at `path` (for did-you-mean suggestions)."""
     model: Any = Profile
-    for part in path:
+    parts = iter(path)
+    for part in parts:
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(part, str):
             return None
         field = model.model_fields.get(part)
         if field is None:
             return None
         model = _unwrap(field.annotation)
+        if getattr(field.annotation, "__origin__", None) is dict:
+            next(parts, None)  # a mapping of named models (workers.pools): the next part is a name
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 

@@ -8,8 +8,9 @@ Each pool of `workers.pools` renders
   its concurrency, and a KEDA ScaledObject on the length of its Redis lists (KEDA's `redis` list scaler:
   a Celery queue on Redis is a list, LPUSHed by producers and BRPOPed by workers).
 
-The queue lives either in the profile's own `redis` (`workers.redis: redis`, which must then be
-`role: queue`) or in a second Redis only for the queue (`workers.redis: {memory: ..., ...}`): its
+The queue lives either in the profile's own `redis` (which must then be
+`role: queue`, when `workers.redis` is not given) or in a second Redis only for the queue
+(`workers.redis: {memory: ..., ...}`): its
 redis.conf is `redis-queue/redis.conf` and it runs as its own StatefulSet, so the cache and the queue
 are two Redis instances with their own eviction and persistence. Cross-component checks:
 generators/checks_workers.py. Alerts and dashboard panels: generators/workers_alerts.py.
@@ -59,7 +60,7 @@ def worker_name(pool: str) -> str:
 
 # ---------------------------------------------------------------- which Redis holds the queue
 def separate_queue_redis(profile: Profile) -> QueueRedis | None:
-    return profile.workers.redis if profile.workers and isinstance(profile.workers.redis, QueueRedis) else None
+    return profile.workers.redis if profile.workers else None
 
 
 def queue_profile(profile: Profile) -> Profile:

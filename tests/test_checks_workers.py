@@ -101,9 +101,9 @@ def test_the_queue_redis_fits_its_memory() -> None:
 
 
 def test_workers_on_a_cache_redis_are_refused() -> None:
-    found = _errors({"workers": {"redis": "redis"}}, "queue_redis_keeps_jobs")
+    found = _errors({"workers": {"redis": None}}, "queue_redis_keeps_jobs")
     assert len(found) == 1 and "whose role is cache" in found[0].message
-    shared = {"workers": {"redis": "redis"},
+    shared = {"workers": {"redis": None},
               "redis": {"role": "queue", "maxmemory_policy": "noeviction", "persistence": "aof", "maxmemory": "50%"}}
     assert not [f for f in checks.run(variant("prod", shared)) if f.severity == "error"]
     assert workers.queue_redis_address(variant("prod", shared)) == ("redis", 6379)
@@ -120,3 +120,12 @@ def test_a_refused_profile_names_file_line_and_key_and_writes_nothing(profile_fo
     assert result.exit_code == 2
     assert f"prod.yaml:{line}:" in result.stderr and "workers.pools.default.visibility_timeout" in result.stderr
     assert not out.exists()
+
+
+def test_a_misspelled_pool_key_gets_a_suggestion(profile_folder: Path) -> None:
+    path = profile_folder / "prod.yaml"
+    path.write_text(path.read_text().replace("      visibility_timeout: 1h ", "      visiblity_timeout: 1h "))
+    result = run_cli("--profiles-dir", profile_folder, "validate", "prod")
+    assert result.exit_code == 2
+    assert "workers.pools.default.visiblity_timeout: unknown key; did you mean 'visibility_timeout'?" in result.stderr
+    assert "prod.yaml:" in result.stderr
