@@ -147,8 +147,8 @@ def workers_fit_llm(profile: Profile) -> list[Finding]:
         return []
     keys = tuple(f"workers.pools.{name}.concurrency" for name in calling)
     if profile.llm is None:
-        return [Finding("workers_fit_llm", f"workers.pools {', '.join(calling)} set calls_llm but the profile has no llm",
-                        "error", keys)]
+        return [Finding("workers_fit_llm", f"workers.pools {', '.join(calling)} set calls_llm but the profile has no llm: "
+                        "the LLM they call is not sized here", "warning", keys)]
     terms = [f"workers.pools.{name} {wp.max_replicas} replicas x concurrency {wp.concurrency} = "
              f"{wp.max_replicas * wp.concurrency}" for name, wp in calling.items()]
     needed = sum(wp.max_replicas * wp.concurrency for wp in calling.values())

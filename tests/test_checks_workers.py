@@ -45,35 +45,39 @@ def test_visibility_timeout_must_exceed_the_longest_retry_countdown() -> None:
 
 
 def test_worker_db_pools_count_against_pgbouncer_with_the_app() -> None:
-    # app 20 x (20 + 40) = 1200 + default 10 x 4 x 2 = 80 + agents 16 x 16 x 1 = 256: 1536 clients.
-    at = {"pgbouncer": {"max_client_conn": 768}}  # 2 replicas x 768 = 1536
+    # app 20 x (20 + 40) = 1200 + default 10 x 4 x 2 = 80 + agents 16 x 8 x 1 = 128: 1408 clients.
+    at = {"pgbouncer": {"max_client_conn": 704}}  # 2 replicas x 704 = 1408
     assert not _errors(at, "workers_fit_pgbouncer")
-    over = _errors({"pgbouncer": {"max_client_conn": 767}}, "workers_fit_pgbouncer")
+    over = _errors({"pgbouncer": {"max_client_conn": 703}}, "workers_fit_pgbouncer")
     assert len(over) == 1
     assert ("app 20 x (20 + 40) = 1200 + workers.pools.default 10 replicas x concurrency 4 x (2 + 0) = 80 + "
-            "workers.pools.agents 16 replicas x concurrency 16 x (1 + 0) = 256 = 1536 client connections but "
-            "pgbouncer allows 2 replicas x max_client_conn 767 = 1534") in over[0].message
+            "workers.pools.agents 16 replicas x concurrency 8 x (1 + 0) = 128 = 1408 client connections but "
+            "pgbouncer allows 2 replicas x max_client_conn 703 = 1406") in over[0].message
     # The app alone (1200) still fits: only the workers' connections push it over.
-    assert not _errors({"pgbouncer": {"max_client_conn": 767}}, "app_fits_pgbouncer")
+    assert not _errors({"pgbouncer": {"max_client_conn": 703}}, "app_fits_pgbouncer")
 
 
 def test_session_pooling_counts_worker_connections_against_postgres() -> None:
     session = {"pgbouncer": {"pool_mode": "session"}}
-    at = _errors({**session, "postgres": {"max_connections": 1539}}, "workers_fit_postgres")  # 1539 - 3 = 1536
+    at = _errors({**session, "postgres": {"max_connections": 1411}}, "workers_fit_postgres")  # 1411 - 3 = 1408
     assert not at
-    over = _errors({**session, "postgres": {"max_connections": 1538}}, "workers_fit_postgres")
-    assert len(over) == 1 and "= 1536 but postgres.max_connections 1538 - 3 reserved leaves 1535" in over[0].message
+    over = _errors({**session, "postgres": {"max_connections": 1410}}, "workers_fit_postgres")
+    assert len(over) == 1 and "= 1408 but postgres.max_connections 1410 - 3 reserved leaves 1407" in over[0].message
     # Transaction pooling multiplexes: PgBouncer's own pools are what PostgreSQL sees.
-    assert not _errors({"postgres": {"max_connections": 1538}}, "workers_fit_postgres")
+    assert not _errors({"postgres": {"max_connections": 1410}}, "workers_fit_postgres")
 
 
 def test_llm_calling_workers_fit_the_llm_server() -> None:
-    # prod: agents 16 replicas x 16 = 256 = max_num_seqs 64 x 4 vLLM replicas: at the line.
-    assert not _errors({}, "workers_fit_llm")
-    over = _errors({"workers": {"pools": {"agents": {"max_replicas": 17}}}}, "workers_fit_llm")
+    # prod: agents 16 replicas x 8 = 128 = max_num_seqs 32 x 4 vLLM replicas: at the line.
+    assert not _errors({"llm": {"max_num_seqs": 32}}, "workers_fit_llm")
+    over = _errors({"llm": {"max_num_seqs": 32}, "workers": {"pools": {"agents": {"max_replicas": 17}}}},
+                   "workers_fit_llm")
     assert len(over) == 1
-    assert ("workers.pools.agents 17 replicas x concurrency 16 = 272 = 272 concurrent LLM requests but the LLM "
-            "server runs llm.max_num_seqs 64 x 4 replica(s) = 256") in over[0].message
+    assert ("workers.pools.agents 17 replicas x concurrency 8 = 136 = 136 concurrent LLM requests but the LLM "
+            "server runs llm.max_num_seqs 32 x 4 replica(s) = 128") in over[0].message
+    # A profile without an llm (an external one) is not checked, only warned about.
+    found = [f for f in checks.run(variant("prod", {"llm": None})) if f.check == "workers_fit_llm"]
+    assert [f.severity for f in found] == ["warning"] and "has no llm" in found[0].message
     # Ollama is not autoscaled: its min_replicas (1) x max_num_seqs (4) in dev.
     dev = {"workers": {"pools": {"default": {"calls_llm": True, "concurrency": 2, "max_replicas": 2}}}}
     assert not _errors(dev, "workers_fit_llm", "dev")

@@ -6,7 +6,7 @@ import os
 broker_url = os.environ["CELERY_BROKER_URL"]
 
 # given by workers.pools.concurrency (processes per replica)
-worker_concurrency = 16
+worker_concurrency = 8
 
 # given by prefetch_multiplier: jobs each process reserves ahead (1: a long task holds back no others)
 worker_prefetch_multiplier = 1
