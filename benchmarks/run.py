@@ -115,7 +115,7 @@ def top_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
         if match:
             package = match.group(2).split(".")[0]
             packages[package] = packages.get(package, 0) + int(match.group(1))
-    rows = [{"package": name, "ms": round(us / 1000, 1)} for name, us in packages.items()]
+    rows: list[dict[str, Any]] = [{"package": name, "ms": round(us / 1000, 1)} for name, us in packages.items()]
     total = round(sum(packages.values()) / 1000, 1)
     return [{"package": "(all imports)", "ms": total}, *sorted(rows, key=lambda r: -r["ms"])[:count]]
 

@@ -35,10 +35,6 @@ HPA_MAX_PERIOD_S = 1800  # the API server's limit on a policy's periodSeconds
 KEDA_POLLING_INTERVAL_S = 15
 
 
-def _seconds(ms: int) -> int:
-    return -(-ms // 1000)
-
-
 def adapter_metric_name(metric: str) -> str:
     """The custom-metrics API name prometheus-adapter serves a Prometheus metric as (':' is not kept)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", metric)
@@ -51,7 +47,7 @@ def llm_autoscaled(profile: Profile) -> bool:
 # ---------------------------------------------------------------- API
 def api_behavior(profile: Profile) -> dict[str, Any]:
     return {"scaleUp": API_SCALE_UP,
-            "scaleDown": {"stabilizationWindowSeconds": _seconds(profile.autoscaling.api.scale_down_stabilization),
+            "scaleDown": {"stabilizationWindowSeconds": units.seconds_up(profile.autoscaling.api.scale_down_stabilization),
                           "selectPolicy": "Max", "policies": API_SCALE_DOWN_POLICIES}}
 
 
@@ -85,10 +81,10 @@ def llm_behavior(profile: Profile) -> dict[str, Any]:
     assert profile.llm is not None
     # Add one GPU pod per load_time: the queue does not drain until the new pod is Ready, so adding
     # more sooner overshoots.
-    period = min(HPA_MAX_PERIOD_S, max(15, _seconds(profile.llm.load_time)))
+    period = min(HPA_MAX_PERIOD_S, max(15, units.seconds_up(profile.llm.load_time)))
     return {"scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                         "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}]},
-            "scaleDown": {"stabilizationWindowSeconds": _seconds(profile.autoscaling.llm.scale_down_stabilization),
+            "scaleDown": {"stabilizationWindowSeconds": units.seconds_up(profile.autoscaling.llm.scale_down_stabilization),
                           "selectPolicy": "Max", "policies": LLM_SCALE_DOWN_POLICIES}}
 
 
@@ -145,7 +141,7 @@ def settings(profile: Profile) -> list[Setting]:
         Setting(TARGET, "api.max_replicas", api.max_replicas, str(api.max_replicas), "given by autoscaling.api.max_replicas"),
         Setting(TARGET, "api.target_cpu", api.target_cpu, f"{api.target_cpu}%", "given by autoscaling.api.target_cpu"),
         Setting(TARGET, "api.scale_down_stabilization", api.scale_down_stabilization,
-                f"{_seconds(api.scale_down_stabilization)}s",
+                f"{units.seconds_up(api.scale_down_stabilization)}s",
                 "given by autoscaling.api.scale_down_stabilization; then at most 10% or 1 pod a minute",
                 {"scale_down_stabilization": units.format_duration(api.scale_down_stabilization)}),
         Setting(TARGET, "api.scale_up", "100% or 4 pods per 15s", "100% or 4 pods per 15s",
@@ -175,7 +171,7 @@ def settings(profile: Profile) -> list[Setting]:
                     "one GPU pod per llm.load_time (at least 15s): a new pod drains nothing until it is Ready",
                     {"load_time": units.format_duration(profile.llm.load_time)}),
             Setting(TARGET, "llm.scale_down_stabilization", scaling.scale_down_stabilization,
-                    f"{_seconds(scaling.scale_down_stabilization)}s",
+                    f"{units.seconds_up(scaling.scale_down_stabilization)}s",
                     "given by autoscaling.llm.scale_down_stabilization (>= llm.keep_alive); then 1 pod a minute",
                     {"scale_down_stabilization": units.format_duration(scaling.scale_down_stabilization),
                      "keep_alive": units.format_duration(profile.llm.keep_alive)}),

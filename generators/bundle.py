@@ -36,7 +36,8 @@ class Finding:
     check: str
     message: str
     severity: str = "warning"  # warning | error
-    keys: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # the profile keys the finding is about (the first written one is named)
+    context: tuple[str, ...] = ()  # keys that only locate it when none of `keys` is written
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.check}: {self.message}"

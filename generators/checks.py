@@ -38,9 +38,9 @@ def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
     return [Finding(
         "pgbouncer_fits_postgres",
         f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} pools x ({pool} + "
-        f"{reserve}) = {needed} server connections but postgres max_connections {max_conn} - "
+        f"{reserve}) = {needed} server connections but {pg_key(profile, 'max_connections')} {max_conn} - "
         f"{reserved} reserved leaves {available}",
-        "error", (pg_key(profile, "max_connections"), "pgbouncer.default_pool_size", "postgres.max_connections"))]
+        "error", ("pgbouncer.default_pool_size", pg_key(profile, "max_connections")))]
 
 
 def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
@@ -78,6 +78,10 @@ def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
     used = shared + work * conns + maint + workers * av
     if used <= memory_kb:
         return []
+    counted = [pg.setting(k) for k in ("shared_buffers", "work_mem", "max_connections", "maintenance_work_mem")]
+    # pgtune's own output on a small host (its 4MB work_mem floor x its default connections) is a warning;
+    # a value the profile chose (a key or a postgres.settings override) that does not fit is refused.
+    chosen = any(not s.rule.startswith("pgtune:") or "given by" in s.rule for s in counted)
     def kb(value: int) -> str:
         return units.format_size_human(value * 1024)
 
@@ -85,16 +89,13 @@ def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
         "postgres_fits_memory",
         f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns} + maintenance_work_mem "
         f"{kb(maint)} + {workers} autovacuum workers x {kb(av)} = {kb(used)} ({used} kB) exceeds "
-        f"hardware.postgres.memory {kb(memory_kb)} ({memory_kb} kB)",
-        "error", (pg_key(profile, "shared_buffers"), pg_key(profile, "work_mem"), pg_key(profile, "max_connections"),
+        f"hardware.postgres.memory {kb(memory_kb)} ({memory_kb} kB)"
+        + ("" if chosen else ": pgtune's defaults overcommit this host; set postgres.max_connections lower"),
+        "error" if chosen else "warning", (pg_key(profile, "shared_buffers"), pg_key(profile, "work_mem"), pg_key(profile, "max_connections"),
                   "hardware.postgres.memory"))]
 
 
 human = units.format_size_human
-
-
-def _duration(ms: int) -> str:
-    return "0 (no limit)" if ms == 0 else units.format_duration(ms)
 
 
 def _limit(ms: int) -> float:
@@ -214,8 +215,8 @@ def llm_scale_down_covers_keep_alive(profile: Profile, parts: Parts) -> list[Fin
         return []
     return [Finding(
         "llm_scale_down_covers_keep_alive",
-        f"autoscaling.llm.scale_down_stabilization {_duration(stabilization)} ({stabilization} ms) is shorter than "
-        f"llm.keep_alive {_duration(keep_alive)} ({keep_alive} ms): a model would be unloaded and reloaded in a loop",
+        f"autoscaling.llm.scale_down_stabilization {units.format_duration_or_unbounded(stabilization)} ({stabilization} ms) is shorter than "
+        f"llm.keep_alive {units.format_duration_or_unbounded(keep_alive)} ({keep_alive} ms): a model would be unloaded and reloaded in a loop",
         "error", ("autoscaling.llm.scale_down_stabilization", "llm.keep_alive"))]
 
 
@@ -230,7 +231,7 @@ def llm_startup_covers_load_time(profile: Profile, parts: Parts) -> list[Finding
     return [Finding(
         "llm_startup_covers_load_time",
         f"the LLM startup probe allows failureThreshold {probe['failureThreshold']} x periodSeconds "
-        f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {_duration(load_time)} "
+        f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {units.format_duration_or_unbounded(load_time)} "
         f"({load_time / 1000:g}s): Kubernetes would restart the pod before the model loads",
         "error", ("llm.startup_timeout", "llm.load_time"))]
 
@@ -257,7 +258,7 @@ def hpa_stabilization_within_limit(profile: Profile, parts: Parts) -> list[Findi
         if window > HPA_MAX_STABILIZATION_MS:
             found.append(Finding(
                 "hpa_stabilization_within_limit",
-                f"autoscaling.{name}.scale_down_stabilization {_duration(window)} ({window // 1000}s) exceeds the "
+                f"autoscaling.{name}.scale_down_stabilization {units.format_duration_or_unbounded(window)} ({window // 1000}s) exceeds the "
                 f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s"
                 + (" (with llm.keep_alive above 1h, keep autoscaling.llm.max_replicas at min_replicas)"
                    if name == "llm" else ""),
@@ -337,7 +338,7 @@ def timeouts_nest(profile: Profile, parts: Parts) -> list[Finding]:
         outer_key, inner_key = _key(profile, order.outer), _key(profile, order.inner)
         found.append(Finding(
             order.check,
-            f"{outer_key} {_duration(outer)} ({outer} ms) {relation} {inner_key} {_duration(inner)} ({inner} ms): "
+            f"{outer_key} {units.format_duration_or_unbounded(outer)} ({outer} ms) {relation} {inner_key} {units.format_duration_or_unbounded(inner)} ({inner} ms): "
             f"{order.why}",
             "error", (outer_key, inner_key)))
     return found

@@ -36,7 +36,8 @@ def findings(profile: Profile, parts: Parts, objects: list[dict[str, Any]]) -> l
     """Every production refusal (none outside production), from the profile, its parts and its objects."""
     if not is_production(profile):
         return []
-    return [Finding("prod lint", message, "error", tuple(keys)) for keys, message in _refusals(profile, parts, objects)]
+    return [Finding("prod lint", message, "error", (keys[0],), tuple(keys[1:]))
+            for keys, message in _refusals(profile, parts, objects)]
 
 
 def _refusals(profile: Profile, parts: Parts, objects: list[dict[str, Any]]) -> list[tuple[list[str], str]]:

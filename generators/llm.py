@@ -61,20 +61,6 @@ def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setti
     return Setting(TARGET, key, value, text, rule, inputs)
 
 
-def go_duration(ms: int) -> str:
-    """Milliseconds -> a Go duration (Ollama's env parser): 5m, 30s, 1h, 150ms; Go has no 'd'."""
-    if ms == 0:
-        return "0s"
-    for unit, factor in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % factor == 0:
-            return f"{ms // factor}{unit}"
-    return f"{ms}ms"
-
-
-def _seconds_up(ms: int) -> int:
-    return -(-ms // 1000)
-
-
 # ---------------------------------------------------------------- the GPU memory budget
 def weight_bytes(llm: Llm) -> int:
     return llm.model.parameters * WEIGHT_BITS[llm.model.dtype] // 8
@@ -255,7 +241,7 @@ def vllm_settings(profile: Profile) -> list[Setting]:
         _setting("port", llm.port, str(llm.port), given("port")),
         _setting("keep_alive", None, "pod lifetime",
                  "vLLM loads its model at start and keeps it until the pod stops; llm.keep_alive only sizes the "
-                 "autoscaler's scale-down stabilization", keep_alive=go_duration(llm.keep_alive)),
+                 "autoscaler's scale-down stabilization", keep_alive=units.format_duration_go(llm.keep_alive)),
     ]
     return items
 
@@ -303,9 +289,9 @@ def ollama_settings(profile: Profile) -> list[Setting]:
     return [
         _setting("OLLAMA_HOST", f"0.0.0.0:{llm.port}", f"0.0.0.0:{llm.port}",
                  "listen on the pod's address at llm.port for the Service"),
-        _setting("OLLAMA_KEEP_ALIVE", llm.keep_alive, go_duration(llm.keep_alive),
+        _setting("OLLAMA_KEEP_ALIVE", llm.keep_alive, units.format_duration_go(llm.keep_alive),
                  "given by llm.keep_alive: an idle model is unloaded after this long (0 unloads at once)",
-                 keep_alive=go_duration(llm.keep_alive)),
+                 keep_alive=units.format_duration_go(llm.keep_alive)),
         _setting("OLLAMA_NUM_PARALLEL", llm.max_num_seqs, str(llm.max_num_seqs),
                  "llm.max_num_seqs: requests one loaded model serves at once (each gets its own context)"),
         _setting("OLLAMA_CONTEXT_LENGTH", llm.max_model_len, str(llm.max_model_len), "llm.max_model_len"),
@@ -321,9 +307,9 @@ def ollama_settings(profile: Profile) -> list[Setting]:
                  "GPU memory x (1 - gpu_memory_utilization), bytes kept free on each GPU: Ollama's form of "
                  "gpu_memory_utilization", gpu_memory=units.format_size_human(gpu.memory) if gpu else None,
                  gpu_memory_utilization=llm.gpu_memory_utilization),
-        _setting("OLLAMA_LOAD_TIMEOUT", load, go_duration(load),
+        _setting("OLLAMA_LOAD_TIMEOUT", load, units.format_duration_go(load),
                  "the startup probe's budget: Ollama gives up on a stalled load no sooner than Kubernetes does",
-                 startup_timeout=go_duration(load)),
+                 startup_timeout=units.format_duration_go(load)),
     ]
 
 
@@ -361,7 +347,7 @@ def warmup_command(profile: Profile) -> list[str]:
 def warmup_timeout_s(profile: Profile) -> int:
     """A warm-up request may load the model (Ollama loads on first use), then answers within the latency SLO."""
     assert profile.llm is not None
-    return max(1, _seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95))
+    return max(1, units.seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95))
 
 
 def health_path(profile: Profile) -> str:
@@ -397,9 +383,9 @@ def probe_settings(profile: Profile) -> list[Setting]:
               else f"{STARTUP_TIMEOUT_FACTOR} x llm.load_time")
     items = [
         _setting("startup_probe", budget, f"{probe['failureThreshold']} x {STARTUP_PERIOD_S}s = {budget // 1000}s",
-                 f"{source} ({go_duration(startup_timeout(profile))}), in tries of {STARTUP_PERIOD_S}s, rounded up; "
-                 "must cover llm.load_time", load_time=go_duration(llm.load_time),
-                 startup_timeout=go_duration(startup_timeout(profile))),
+                 f"{source} ({units.format_duration_go(startup_timeout(profile))}), in tries of {STARTUP_PERIOD_S}s, rounded up; "
+                 "must cover llm.load_time", load_time=units.format_duration_go(llm.load_time),
+                 startup_timeout=units.format_duration_go(startup_timeout(profile))),
         _setting("warmup", llm.warmup, "one completion request before Ready" if llm.warmup else "off",
                  "given by llm.warmup: the startup probe sends a real request (timeout load_time + "
                  f"slo.llm_latency_p95 = {warmup_timeout_s(profile)}s); readiness then polls {health_path(profile)}"
@@ -455,7 +441,7 @@ def objects(profile: Profile, config: dict[str, str], args: list[str]) -> list[d
             "spec": {
                 "containers": [container], "volumes": volumes,
                 # In-flight generations may run up to request_timeout; let them finish on shutdown.
-                "terminationGracePeriodSeconds": _seconds_up(llm.request_timeout),
+                "terminationGracePeriodSeconds": units.seconds_up(llm.request_timeout),
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             },
         },

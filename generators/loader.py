@@ -53,21 +53,30 @@ class Source:
                 return None
             path = path[:-1]
 
-    def problem(self, keys: list[str] | tuple[str, ...], message: str) -> Problem:
+    def problem(self, keys: list[str] | tuple[str, ...], message: str,
+                context: list[str] | tuple[str, ...] = ()) -> Problem:
         """The one locator: (keys, message) -> a `file:line:col: key: message` problem.
 
-        Points at the first key the profile itself wrote (the last file of the extends chain), else the
-        first key written anywhere, else the nearest written parent of the first key, else the file.
+        Names and points at the first of `keys` the profile itself wrote (the last file of the extends
+        chain), else the first written anywhere. When none is written, it names the first key and points
+        at the first `context` key written (e.g. `exposed` for "exposed needs client_tls"), else at the
+        nearest written parent of the first key, else at the file.
         """
-        paths = [split_key(k) for k in keys]
+        chosen = self._written([split_key(k) for k in keys])
+        if chosen is not None:
+            return self.problem_at(chosen, message)
+        first = split_key(keys[0]) if keys else ()
+        where = self.locations.get(near) if (near := self._written([split_key(k) for k in context])) else None
+        return self.problem_at(first, message, where)
+
+    def _written(self, paths: list[Path_]) -> Path_ | None:
         own = self.files[-1] if self.files else None
         written = [(path, loc) for path in paths if (loc := self.locations.get(path)) is not None]
-        chosen = next((path for path, loc in written if loc.file == own), written[0][0] if written else None)
-        return self.problem_at(chosen if chosen is not None else (paths[0] if paths else ()), message)
+        return next((path for path, loc in written if loc.file == own), written[0][0] if written else None)
 
-    def problem_at(self, path: Path_, message: str) -> Problem:
+    def problem_at(self, path: Path_, message: str, where: Location | None = None) -> Problem:
         """A problem at key `path` (or its nearest written parent; a key written nowhere is the file's)."""
-        where = self.locate(path)
+        where = where or self.locate(path)
         file = where.file if where else (self.files[-1] if self.files else "<profile>")
         return Problem(message=message, file=file, line=where.line if where else 1,
                        column=where.column if where else None, key=dotted(path))
@@ -105,14 +114,16 @@ def _read_yaml(path: Path, shown: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line=line) from None
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                    line=bad_line) from None
     deep = _flow_too_deep(text)
     if deep is not None:  # checked before parsing: the parser slows down quadratically with flow depth
         raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deep)
-    lines = text.count("\n") + 1
-    if lines > MAX_LINES:
-        raise _fail(shown, f"profile has {lines} lines; profiles are limited to {MAX_LINES} lines", line=MAX_LINES + 1)
+    line_count = text.count("\n") + 1
+    if line_count > MAX_LINES:
+        raise _fail(shown, f"profile has {line_count} lines; profiles are limited to {MAX_LINES} lines",
+                    line=MAX_LINES + 1)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

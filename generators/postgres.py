@@ -395,8 +395,8 @@ def settings(profile: Profile) -> list[Setting]:
     for key, value in sorted(profile.postgres.settings.items()):
         name = key.lower()
         previous = out.get(name)
-        rule = "override in postgres.settings" + (f" (rule gave {previous.text})" if previous else "")
-        out[name] = Setting(TARGET, name, parse_override(name, value), _override_text(value), rule, {name: value})
+        why = "override in postgres.settings" + (f" (rule gave {previous.text})" if previous else "")
+        out[name] = Setting(TARGET, name, parse_override(name, value), _override_text(value), why, {name: value})
     return list(out.values())
 
 

@@ -304,7 +304,7 @@ class ApiScaling(Strict):
     target_memory: Percent | None = None
     scale_down_stabilization: Duration = "5m"
 
-    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+    _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class LlmScaling(Strict):
@@ -317,7 +317,7 @@ class LlmScaling(Strict):
     prometheus_url: str = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
                                 description="Prometheus that the KEDA trigger queries (scaler: keda)")
 
-    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+    _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class Autoscaling(Strict):

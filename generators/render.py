@@ -64,7 +64,7 @@ def gate(profile: Profile, parts: Parts, source: Source | None = None,
 
 def _locate(source: Source | None, finding: Finding) -> Problem:
     message = f"{finding.check}: {finding.message}"
-    return source.problem(finding.keys, message) if source else Problem(message, key=finding.keys[0])
+    return source.problem(finding.keys, message, finding.context) if source else Problem(message, key=finding.keys[0])
 
 
 def alert_rules(profile: Profile, parts: Parts) -> Rules:

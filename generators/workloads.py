@@ -61,14 +61,6 @@ def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setti
     return Setting(TARGET, key, value, text, rule, inputs)
 
 
-def quantity(num_bytes: int) -> str:
-    """Bytes -> a Kubernetes quantity in the largest binary unit that divides exactly (4Gi, 512Mi)."""
-    for unit, factor in (("Ti", units.TIB), ("Gi", units.GIB), ("Mi", units.MIB), ("Ki", units.KIB)):
-        if num_bytes != 0 and num_bytes % factor == 0:
-            return f"{num_bytes // factor}{unit}"
-    return str(num_bytes)
-
-
 def _round_up_gib(num_bytes: int) -> int:
     return -(-num_bytes // units.GIB) * units.GIB
 
@@ -128,12 +120,13 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
         **_tcp_probes("pgbouncer"),
     }
-    volume = {"name": "config", "projected": {"sources": [
+    volume: dict[str, Any] = {"name": "config", "projected": {"sources": [
         {"configMap": {"name": "pgbouncer", "items": [{"key": "pgbouncer.ini", "path": "pgbouncer.ini"}]}},
         {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(paths.PGBOUNCER_AUTH_FILE)}]}},
     ]}}
     if pb.client_tls:
-        volume["projected"]["sources"].append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
+        sources: list[dict[str, Any]] = volume["projected"]["sources"]
+        sources.append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
             {"key": "tls.crt", "path": posixpath.basename(paths.PGBOUNCER_TLS_CERT_FILE)},
             {"key": "tls.key", "path": posixpath.basename(paths.PGBOUNCER_TLS_KEY_FILE)}]}})
     deployment = {
@@ -156,7 +149,7 @@ def redis_storage(profile: Profile, parts: Parts) -> Setting | None:
         return None
     maxmemory = parts.redis.value("maxmemory")
     size = _round_up_gib(REDIS_STORAGE_FACTOR * maxmemory)
-    return _setting("redis.storage", size, quantity(size),
+    return _setting("redis.storage", size, units.format_quantity(size),
                     f"{REDIS_STORAGE_FACTOR} x maxmemory, rounded up to GiB: a save or rewrite writes a new file "
                     "beside the old one", maxmemory=units.format_size_human(maxmemory),
                     persistence=profile.redis.persistence)
@@ -164,7 +157,7 @@ def redis_storage(profile: Profile, parts: Parts) -> Setting | None:
 
 def redis_resources(profile: Profile) -> Setting:
     hw = profile.hardware.redis
-    resources = {"cpu": str(hw.cpus), "memory": quantity(hw.memory)}
+    resources = {"cpu": str(hw.cpus), "memory": units.format_quantity(hw.memory)}
     return _setting("redis.resources", resources, f"cpu={resources['cpu']}, memory={resources['memory']}",
                     "hardware.redis as requests and limits: a cache the node may not squeeze (Guaranteed QoS)",
                     cpus=hw.cpus, memory=units.format_size_human(hw.memory))
@@ -213,10 +206,10 @@ def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
 def postgres_storage(profile: Profile) -> Setting:
     data_size = profile.hardware.postgres.data_size
     if data_size is None:
-        return _setting("postgres.storage", POSTGRES_DEFAULT_STORAGE, quantity(POSTGRES_DEFAULT_STORAGE),
+        return _setting("postgres.storage", POSTGRES_DEFAULT_STORAGE, units.format_quantity(POSTGRES_DEFAULT_STORAGE),
                         "no hardware.postgres.data_size: CloudNativePG volume of 10Gi")
     size = _round_up_gib(POSTGRES_STORAGE_FACTOR * data_size)
-    return _setting("postgres.storage", size, quantity(size),
+    return _setting("postgres.storage", size, units.format_quantity(size),
                     f"{POSTGRES_STORAGE_FACTOR} x hardware.postgres.data_size, rounded up to GiB: WAL, bloat and growth",
                     data_size=units.format_size_human(data_size))
 
@@ -241,7 +234,7 @@ def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any
         return [config_map(profile, POSTGRES_SETTINGS_CONFIG_MAP, "postgres", data)], []
     hw = profile.hardware.postgres
     params, dropped = cnpg_parameters(parts)
-    resources = {"memory": quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
+    resources = {"memory": units.format_quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
     database = profile.pgbouncer.databases[0]
     cluster = {
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",

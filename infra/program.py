@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -55,20 +55,21 @@ class Credentials(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         refs = profile.secrets
         user = profile.pgbouncer.auth_user
-        postgres_data = pulumi.Output.secret(postgres_password).apply(lambda pw: {
+        # cast: pulumi's stubs bind Output.secret's type variable to Never for an Output argument.
+        postgres_data: Any = pulumi.Output.secret(cast(Any, postgres_password)).apply(lambda pw: {
             workloads.USERNAME_KEY: user,
             refs.postgres_password.key: pw,
             workloads.USERLIST_KEY: workloads.userlist(user, pw),
         })
         self.postgres = k8s.core.v1.Secret(
             f"{profile.namespace}/{refs.postgres_password.secret}",
-            metadata=metadata(profile, refs.postgres_password.secret, "postgres"),
+            metadata=cast(Any, metadata(profile, refs.postgres_password.secret, "postgres")),
             type="kubernetes.io/basic-auth", string_data=postgres_data, opts=child)
         self.redis = k8s.core.v1.Secret(
             f"{profile.namespace}/{refs.redis_password.secret}",
-            metadata=metadata(profile, refs.redis_password.secret, "redis"),
+            metadata=cast(Any, metadata(profile, refs.redis_password.secret, "redis")),
             type="Opaque",
-            string_data=pulumi.Output.secret(redis_password).apply(lambda pw: {refs.redis_password.key: pw}),
+            string_data=pulumi.Output.secret(cast(Any, redis_password)).apply(lambda pw: {refs.redis_password.key: pw}),
             opts=child)
         self.register_outputs({"secrets": [refs.postgres_password.secret, refs.redis_password.secret]})
 

@@ -88,7 +88,8 @@ def apply(profile: Profile, settings: StackSettings) -> Profile:
                 changed[key] = type(current).model_validate(data)
             else:
                 field = Profile.model_fields[key]
-                changed[key] = TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+                annotated: Any = Annotated[field.annotation, field]  # a runtime type form: TypeAdapter takes it
+                changed[key] = TypeAdapter(annotated).validate_python(value)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -25,7 +25,7 @@ from generators import output
 from generators.bundle import Bundle
 from generators.output import write_bundle
 
-from .conftest import PROFILES, rendered_bundle, run_cli, snapshot
+from .conftest import PROFILES, rendered_bundle, run_cli, snapshot, worktree_env
 
 # A render whose every file write sleeps first and is logged (pid, start, end): slow enough to be killed
 # mid-write, and a record of whose writes happened when.
@@ -68,7 +68,8 @@ def folder() -> Iterator[Path]:
 
 def slow_render(folder: Path, env: str, out: Path, delay: float, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", SLOW_RENDER, str(delay), str(log), "render", f"{env}.yaml",
-                             "--out", str(out)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--out", str(out)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=worktree_env())
 
 
 # ---------------------------------------------------------------- failures in-process

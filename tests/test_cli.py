@@ -4,9 +4,7 @@ atomic rendering, and bad profiles refused with file:line and key while nothing 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from generators import output
 from generators.cli import main
 
-from .conftest import PROFILES, REPO, rendered_bundle, run_cli, snapshot
+from .conftest import PERFSTACK, PROFILES, REPO, rendered_bundle, run_cli, snapshot, worktree_env
 
 
 def render_to(out: Path, env: str = "dev", profiles: Path = PROFILES) -> None:
@@ -43,8 +41,8 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     render_to(tmp_path / "one")
     render_to(tmp_path / "two")
     # and in a fresh process with another hash seed: no set or dict ordering leaks into the files
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    subprocess.run(["perfstack", "--profiles-dir", str(PROFILES), "render", "dev", "--out", str(tmp_path / "three")],
+    env = worktree_env({"PYTHONHASHSEED": "12345"})
+    subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render", "dev", "--out", str(tmp_path / "three")],
                    check=True, capture_output=True, env=env)
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two") == snapshot(tmp_path / "three")
 
@@ -287,8 +285,8 @@ def test_bad_profile_exit_2_located_nothing_written(bad_folder: Path, tmp_path: 
 
 def test_bad_profile_through_the_installed_command(bad_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "fresh"
-    result = subprocess.run(["perfstack", "--profiles-dir", str(bad_folder), "render", "typo-key", "--out", str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run([*PERFSTACK, "--profiles-dir", str(bad_folder), "render", "typo-key", "--out", str(out)],
+                            capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 2
     assert re.search(r"typo-key\.yaml:3:3: postgres\.max_conections: unknown key; did you mean 'max_connections'\?",
                      result.stderr)
@@ -297,12 +295,12 @@ def test_bad_profile_through_the_installed_command(bad_folder: Path, tmp_path: P
 
 
 def test_render_through_the_installed_command(tmp_path: Path) -> None:
-    result = subprocess.run([shutil.which("perfstack") or "perfstack", "--profiles-dir", str(PROFILES), "render",
-                             "prod", "--out", str(tmp_path / "prod")], capture_output=True, text=True)
+    result = subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render",
+                             "prod", "--out", str(tmp_path / "prod")], capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 0, result.stderr
     assert snapshot(tmp_path / "prod") == {rel: text.encode() for rel, text in rendered_bundle("prod").files.items()}
-    check = subprocess.run(["perfstack", "--profiles-dir", str(PROFILES), "render", "prod", "--check", "--out",
-                            str(tmp_path / "prod")], capture_output=True, text=True)
+    check = subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render", "prod", "--check", "--out",
+                            str(tmp_path / "prod")], capture_output=True, text=True, env=worktree_env())
     assert check.returncode == 0, check.stderr + check.stdout
 
 

@@ -63,7 +63,7 @@ def object_id(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{meta.get('namespace', 'default')}/{meta['name']}"
 
 
-def quantity(value: Any) -> Decimal | None:
+def parse_quantity(value: Any) -> Decimal | None:
     """A Kubernetes quantity ('500m', '1Gi', '2', 0.5) as a number; None when it is not one."""
     if isinstance(value, bool):
         return None
@@ -100,7 +100,7 @@ def _same_scalar(want: Any, have: Any, path: str) -> bool:
         return float(want) == float(have)
     segments = path.split(".")
     if (len(segments) > 1 and segments[-2] in QUANTITY_PARENTS) or segments[-1] in ("averageValue", "value"):
-        a, b = quantity(want), quantity(have)
+        a, b = parse_quantity(want), parse_quantity(have)
         return a is not None and a == b
     return False
 
