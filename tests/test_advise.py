@@ -1,0 +1,280 @@
+"""`perfstack advise` on real servers with planted problems, then again after applying its advice.
+
+PostgreSQL 15 with pg_stat_statements and HypoPG, an orders table of 300,000 rows and a workload with:
+a missing index on a filtered column (customer_id), a query a new index would not help (status: three
+values), a duplicate index (created_at twice), a sessions table whose dead tuples outrun autovacuum
+(autovacuum held back by a long naptime in the first phase), a sort that spills to temp files, and a
+write phase against max_wal_size 32MB. Redis: a cache too small for its working set.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_py
+
+from generators import localservers as ls
+from generators import units
+from generators.advise import postgres as advise_pg
+from generators.advise.edits import merge_changes, write
+from generators.advise.model import Edit
+from generators.profile import load_profile
+from generators.render import render
+from tests.conftest import PROFILES, run_cli
+
+pytestmark = pytest.mark.skipif(not Path("/usr/lib/postgresql/15/lib/hypopg.so").exists(),
+                                reason="needs postgresql-15-hypopg (scripts/test installs it)")
+
+LAB = """\
+# A lab environment for advise's planted problems.
+extends: dev
+environment: lab
+
+hardware:
+  redis: {memory: 8MiB, cpus: 1}   # a tiny cache: 75% of it is 6MiB
+
+postgres:
+  settings:
+    max_wal_size: 32MB   # small on purpose: the write phase forces checkpoints
+"""
+ADVISE_ROLE = "perfstack_advise"
+LOCAL_ONLY = "shared_preload_libraries = 'pg_stat_statements'\nautovacuum_naptime = '{naptime}'\n"
+CUSTOMERS = 20_000
+REDIS_KEYS, REDIS_VALUE, REDIS_LOOKUPS = 4000, 4096, 20_000
+
+
+def _profiles(tmp: Path) -> Path:
+    folder = tmp / "profiles"
+    folder.mkdir()
+    for name in ("base.yaml", "dev.yaml"):
+        (folder / name).write_text((PROFILES / name).read_text())
+    (folder / "lab.yaml").write_text(LAB)
+    return folder
+
+
+def _conf(folder: Path, target: str) -> str:
+    profile, source = load_profile("lab", folder)
+    return render(profile, source).files[target]
+
+
+def _setup(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("CREATE EXTENSION hypopg")
+        conn.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL, "
+                     "created_at timestamptz NOT NULL, total numeric(10,2) NOT NULL, shipped_at timestamptz)")
+        conn.execute(f"INSERT INTO orders (customer_id, status, created_at, total, shipped_at) "
+                     f"SELECT (random() * {CUSTOMERS})::int, (ARRAY['new', 'paid', 'shipped'])[1 + i % 3], "
+                     "now() - i * interval '1 minute', (random() * 500)::numeric(10,2), "
+                     "CASE WHEN i % 10 = 0 THEN NULL ELSE now() END FROM generate_series(1, 300000) i")
+        conn.execute("CREATE INDEX orders_created_at_idx ON orders (created_at)")
+        conn.execute("CREATE INDEX orders_created_at_copy ON orders (created_at)")  # the planted duplicate
+        conn.execute("CREATE TABLE sessions (id int PRIMARY KEY, token text, seen timestamptz)")
+        conn.execute("INSERT INTO sessions SELECT i, md5(i::text), now() FROM generate_series(1, 50000) i")
+        conn.execute("CREATE TABLE events (id bigserial PRIMARY KEY, payload text)")
+        conn.execute("ANALYZE")
+        conn.execute(f"CREATE ROLE {ADVISE_ROLE} LOGIN IN ROLE pg_read_all_stats")
+        conn.execute(f"ALTER ROLE {ADVISE_ROLE} SET default_transaction_read_only = on")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ADVISE_ROLE}")
+        _reset(conn)
+
+
+def _reset(conn: Any) -> None:
+    conn.execute("SELECT pg_stat_statements_reset()")
+    conn.execute("SELECT pg_stat_reset()")
+    conn.execute("SELECT pg_stat_reset_shared('bgwriter')")
+    conn.execute("SELECT pg_stat_reset_shared('wal')")
+
+
+def _workload(dsn: str, churn: bool = True) -> None:
+    rng = random.Random(18)
+    since = "2020-01-01"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(60):
+            conn.execute("SELECT id, total FROM orders WHERE customer_id = %s", (rng.randint(1, CUSTOMERS),)).fetchall()
+            conn.execute("SELECT id, total FROM orders WHERE created_at >= %s::timestamptz ORDER BY created_at LIMIT 20",
+                         (since,)).fetchall()
+        for _ in range(10):
+            conn.execute("SELECT id FROM orders WHERE customer_id = %s AND shipped_at IS NULL",
+                         (rng.randint(1, CUSTOMERS),)).fetchall()
+        for _ in range(4):
+            conn.execute("SELECT count(*) FROM orders WHERE status = %s", ("paid",)).fetchall()
+        for _ in range(3):  # a full sort of 300,000 numerics: several MB, more than work_mem 5MB
+            conn.execute("SELECT sum(total) FROM (SELECT total FROM orders ORDER BY total * customer_id OFFSET %s) s", (10,)).fetchall()
+        if churn:
+            conn.execute("UPDATE sessions SET seen = now() WHERE id % 5 < 3")
+        for _ in range(5):  # the write phase: about 100MB of WAL
+            conn.execute("INSERT INTO events (payload) SELECT repeat(md5(i::text), 8) FROM generate_series(1, 60000) i")
+
+
+def _redis_workload(url: str) -> None:
+    client = redis_py.Redis.from_url(url)
+    rng = random.Random(18)
+    value = b"x" * REDIS_VALUE
+    for _ in range(REDIS_LOOKUPS // 200):
+        keys = [f"q:{rng.randrange(REDIS_KEYS)}" for _ in range(200)]
+        found = client.mget(keys)
+        pipe = client.pipeline(transaction=False)
+        for key, hit in zip(keys, found, strict=True):
+            if hit is None:
+                pipe.set(key, value)
+        pipe.execute()
+    client.close()
+
+
+def _advise(folder: Path, pg: ls.Postgres, rd: ls.Redis, tmp: Path, *extra: str) -> tuple[int, dict[str, Any], Path]:
+    sql = tmp / f"advice-{time.monotonic_ns()}.sql"
+    result = run_cli("--profiles-dir", folder, "advise", "lab", "--postgres", pg.dsn(ADVISE_ROLE, "app"),
+                     "--redis", rd.url, "--format", "json", "--sql", sql, *extra)
+    return result.exit_code, json.loads(result.stdout), sql
+
+
+def _by_kind(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for target in report["targets"]:
+        assert target["error"] is None, target
+        for finding in target["findings"]:
+            kinds.setdefault(finding["kind"], []).append(finding)
+    return kinds
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("advise")
+    folder = _profiles(tmp)
+    pg = ls.start_postgres(_conf(folder, "postgres/postgresql.conf"), extra_conf=LOCAL_ONLY.format(naptime="1h"))
+    rd = None
+    try:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        _setup(pg.dsn(dbname="app"))
+        rd = ls.start_redis(_conf(folder, "redis/redis.conf"))
+        _workload(pg.dsn(dbname="app"))
+        _redis_workload(rd.url)
+        yield folder, pg, rd, tmp
+    finally:
+        if rd:
+            rd.cleanup()
+        pg.cleanup()
+
+
+def test_advise_finds_planted_problems_then_nothing_after_applying(lab: Any) -> None:
+    folder, pg, rd, tmp = lab
+    original = (folder / "lab.yaml").read_text()
+    code, report, sql_path = _advise(folder, pg, rd, tmp, "--write")
+    assert code == 1, report
+    kinds = _by_kind(report)
+
+    # The missing index, proven with HypoPG; none for the status query (three values: a scan stays cheaper).
+    creates = [f["index"] for f in kinds["missing_index"]]
+    assert [c["sql"] for c in creates] == ["CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);"]
+    assert any("customer_id = $1" in s for s in creates[0]["statements"])
+    assert not any("status" in s for c in creates for s in c["statements"])
+    assert creates[0]["cost_reduction"] >= 0.5 and creates[0]["size_bytes"] > 1_000_000
+    # The duplicate: of the two equal indexes the planner used one; the other (no scans) is dropped.
+    (duplicate,) = kinds["duplicate_index"]
+    pair = {"orders_created_at_idx", "orders_created_at_copy"}
+    dropped = duplicate["index"]["index"]
+    assert dropped in pair and duplicate["evidence"]["kept"] == (pair - {dropped}).pop()
+    assert duplicate["evidence"]["scans"] == 0
+    assert duplicate["index"]["sql"] == f"DROP INDEX CONCURRENTLY public.{dropped};"
+    assert "unused_index" not in kinds  # the unused copy is reported once, as the duplicate
+    # Dead tuples, checkpoints and temp files become profile edits the checks accept.
+    (dead,) = kinds["dead_tuples"]
+    assert dead["subject"] == "public.sessions" and dead["proposal"] == "proposed"
+    edits = {e["key"]: e["value"] for e in report["edits"]}
+    assert edits["postgres.settings.autovacuum_vacuum_scale_factor"] == 0.1
+    assert units.parse_size(edits["postgres.settings.max_wal_size"]) > 32 * units.MIB
+    assert kinds["checkpoints"][0]["evidence"]["checkpoints_requested"] >= 3
+    assert kinds["work_mem"][0]["proposal"] == "proposed"
+    # Redis: too small for its working set; a bigger maxmemory needs a bigger host, proposed together.
+    (cache,) = kinds["cache_too_small"]
+    assert cache["evidence"]["evicted_keys"] > 0 and cache["evidence"]["hit_ratio"] < 0.7
+    assert cache["proposal"] == "proposed-with-companions"
+    assert edits["redis.maxmemory"] == "32MiB" and edits["hardware.redis.memory"] == "64MiB"
+    # perfstack ran none of the SQL: no real index was created.
+    with psycopg.connect(pg.dsn(dbname="app")) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_customer_id_idx'").fetchone()[0] == 0
+    sql = sql_path.read_text()
+    assert "CREATE INDEX CONCURRENTLY orders_customer_id_idx" in sql and "VACUUM (ANALYZE) public.sessions;" in sql
+
+    # --write kept the file's comments and layout, and the edited profile validates.
+    written = (folder / "lab.yaml").read_text()
+    for line in original.splitlines():
+        if line.startswith("#") or "small on purpose" in line:
+            assert line.split("#")[-1] in written
+    assert "perfstack advise:" in written and "max_wal_size: 32MB" not in written
+    assert run_cli("--profiles-dir", folder, "validate", "lab").exit_code == 0
+
+    # Apply: run the reviewed SQL, re-render and reload, let autovacuum run, reset the statistics, run again.
+    with psycopg.connect(pg.dsn(dbname="app"), autocommit=True) as conn:
+        for line in sql.splitlines():  # one statement a line; CONCURRENTLY needs autocommit
+            if line.strip() and not line.startswith("--"):
+                conn.execute(line)
+    ls.configure_postgres(pg, _conf(folder, "postgres/postgresql.conf"), LOCAL_ONLY.format(naptime="1s"))
+    pg.ctl("reload")
+    client = redis_py.Redis.from_url(rd.url)
+    maxmemory = re.search(r"^maxmemory (\S+)$", _conf(folder, "redis/redis.conf"), re.MULTILINE)[1]  # type: ignore[index]
+    client.config_set("maxmemory", maxmemory)
+    client.config_resetstat()
+    client.close()
+    with psycopg.connect(pg.dsn(dbname="app"), autocommit=True) as conn:
+        _reset(conn)
+    _workload(pg.dsn(dbname="app"))
+    _redis_workload(rd.url)
+    _wait_for_autovacuum(pg.dsn(dbname="app"))
+    code, report, _ = _advise(folder, pg, rd, tmp)
+    assert _by_kind(report) == {} and report["edits"] == [], report
+    assert code == 0
+
+
+def _wait_for_autovacuum(dsn: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables "
+                               "WHERE relname = 'sessions'").fetchone()
+            if row and row[1] > 0 and row[0] < 5000:
+                return
+            time.sleep(0.5)
+    raise AssertionError(f"autovacuum did not process sessions within {timeout_s}s: {row}")
+
+
+def test_advise_role_is_read_only_and_bounded(lab: Any) -> None:
+    folder, pg, _rd, _tmp = lab
+    with advise_pg.connect(pg.dsn(ADVISE_ROLE, "app")) as conn, conn.transaction(force_rollback=True), \
+            conn.cursor() as cur:
+        advise_pg.bound(cur)
+        assert cur.execute("SHOW transaction_read_only").fetchone()[0] == "on"
+        assert cur.execute("SHOW statement_timeout").fetchone()[0] == advise_pg.STATEMENT_TIMEOUT
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            cur.execute("CREATE TABLE nope (x int)")
+
+
+def test_merge_keeps_untouched_multiline_flow_mappings() -> None:
+    original = ("# top\nllm:\n  model: {name: x,   # kept\n          layers: 32}\napp:\n"
+                "  db_pool: {size: 20, max_overflow: 10}  # pool\n")
+    path = Path("/tmp") / f"perfstack-advise-{time.monotonic_ns()}.yaml"
+    path.write_text(original)
+    try:
+        text = write(path, [Edit("app.db_pool.size", 40, 20, "pool busy")])
+    finally:
+        path.unlink()
+    assert "  model: {name: x,   # kept\n          layers: 32}\n" in text
+    assert "db_pool: {size: 40, max_overflow: 10}" in text and "# perfstack advise: pool busy (was 20)" in text
+    assert merge_changes("a: 1\n", "a: 1\n", "a: 2\n") == "a: 2\n"
+
+
+def test_advise_needs_a_target_and_a_valid_window(profile_folder: Path) -> None:
+    result = run_cli("--profiles-dir", profile_folder, "advise", "dev", catch_exceptions=True)
+    assert result.exit_code == 2 and "needs at least one live system" in result.stderr
+    result = run_cli("--profiles-dir", profile_folder, "advise", "dev", "--redis", "redis://127.0.0.1:1/0",
+                     "--since", "soon", catch_exceptions=True)
+    assert result.exit_code == 2 and "--since" in result.stderr
