@@ -144,7 +144,11 @@ def _apply(document: Any, edit: Edit) -> None:
     comment = COMMENT_PREFIX + (edit.reason or "proposed") + (f" (was {edit.current})" if edit.current is not None else "")
     comment = " ".join(comment.split())
     if not node.fa.flow_style():
-        node.yaml_add_eol_comment(comment, parts[-1])
+        own = node.ca.items.get(parts[-1])
+        if own and len(own) > 2 and own[2] is not None:  # the key has a comment of its own: keep it, go above
+            node.yaml_set_comment_before_after_key(parts[-1], before=comment, indent=2 * (len(parts) - 1))
+        else:
+            node.yaml_add_eol_comment(comment, parts[-1])
         return
     # A flow mapping ({a: 1, b: 2}) has no room for a comment: put it on the line above it, in the block
     # mapping that holds it.

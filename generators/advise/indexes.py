@@ -11,7 +11,8 @@ read-only transaction:
    (`WHERE col IS NULL`) where a constant predicate of that form is part of the filter.
 3. Create each candidate with hypopg_create_index, EXPLAIN again, hypopg_reset.
 4. Greedily recommend the candidate that saves the most cost (calls x cost saved) over the statements it
-   cuts by at least MIN_COST_REDUCTION; a smaller index wins when it saves within 5 % of the best. Each
+   cuts by at least MIN_COST_REDUCTION (statements planned under MIN_STATEMENT_COST are cheap already and
+   not analysed); a smaller index wins when it saves within 5 % of the best. Each
    recommendation carries CREATE INDEX CONCURRENTLY, the statements, the summed cost before and after, and
    HypoPG's estimate of the index's size.
 """
@@ -29,6 +30,7 @@ MAX_STATEMENTS = 10
 MAX_CANDIDATES_PER_TABLE = 8
 MAX_EXPLAINS = 400
 MIN_COST_REDUCTION = 0.5  # an index is recommended only when it halves a statement's planned cost
+MIN_STATEMENT_COST = 100.0  # a statement whose plan costs less is cheap already: no index is worth its writes
 SIMILAR_BENEFIT = 0.95
 _PARAM = re.compile(r"\$(\d+)")
 _OPERATOR = r"(=|<>|<=|>=|<|>|~~|IS NOT NULL|IS NULL)"
@@ -211,6 +213,8 @@ def advise(cur: Any, stats: Any, explain_budget: int | None = None) -> tuple[lis
         plan = explainer.plan(statement.query)
         if plan is None:
             notes.append(f"could not EXPLAIN (skipped): {statement.short}")
+            continue
+        if float(plan["Total Cost"]) < MIN_STATEMENT_COST:
             continue
         baseline[statement.queryid] = float(plan["Total Cost"])
         for usage in usages(plan):

@@ -40,6 +40,7 @@ DEAD_OUTRUN_FACTOR = 2.0  # dead tuples above this many times the autovacuum tri
 CHECKPOINTS_MIN_REQUESTED = 3
 CHECKPOINTS_REQUESTED_SHARE = 0.25
 MAX_WAL_SIZE_CAP_KB = 64 * 1024 * 1024  # 64GB
+MAX_WAL_SIZE_STEP = 8  # at most 8x today's max_wal_size from one run: a short, busy window must not propose 64GB
 TEMP_SHARE_MIN = 0.05  # a statement spilling to disk that takes at least this share of the time
 WORK_MEM_CAP_KB = 1024 * 1024  # 1GB: above that a statement needs rewriting, not memory
 CONNECTIONS_SHARE_MAX = 0.80
@@ -79,6 +80,7 @@ class Table:
     last_autovacuum: Any
     autovacuum_count: int
     options: dict[str, str]
+    reltuples: float = 0.0  # what autovacuum's trigger uses (n_live_tup restarts at a statistics reset)
 
     @property
     def qualified(self) -> str:
@@ -206,9 +208,9 @@ def read(cur: Any) -> PgStats:
     tables = [Table(r["schemaname"], r["relname"], int(r["seq_scan"] or 0), int(r["seq_tup_read"] or 0),
                     int(r["idx_scan"] or 0), int(r["n_live_tup"] or 0), int(r["n_dead_tup"] or 0), int(r["size"] or 0),
                     r["last_autovacuum"], int(r["autovacuum_count"] or 0),
-                    dict(o.split("=", 1) for o in (r["reloptions"] or []) if "=" in o))
+                    dict(o.split("=", 1) for o in (r["reloptions"] or []) if "=" in o), max(0.0, float(r["reltuples"])))
               for r in _rows(cur, "SELECT t.schemaname, t.relname, t.seq_scan, t.seq_tup_read, t.idx_scan, "
-                             "t.n_live_tup, t.n_dead_tup, t.last_autovacuum, t.autovacuum_count, c.reloptions, "
+                             "t.n_live_tup, t.n_dead_tup, t.last_autovacuum, t.autovacuum_count, c.reloptions, c.reltuples, "
                              "pg_catalog.pg_table_size(t.relid) AS size FROM pg_catalog.pg_stat_user_tables t "
                              "JOIN pg_catalog.pg_class c ON c.oid = t.relid "
                              f"ORDER BY size DESC LIMIT {MAX_TABLES}")]
@@ -275,7 +277,7 @@ def checkpoint_findings(stats: PgStats, profile: Profile) -> list[Finding]:
         needed_kb = rate_kb_s * timeout_s * (1 + target)
         evidence["wal_rate"] = f"{format_size_human(int(rate_kb_s * 1024))}/s"
         wanted_kb = max(wanted_kb, needed_kb)
-    new_kb = min(_pow2_kb(wanted_kb), MAX_WAL_SIZE_CAP_KB)
+    new_kb = min(_pow2_kb(wanted_kb), MAX_WAL_SIZE_CAP_KB, _pow2_kb(MAX_WAL_SIZE_STEP * current_kb))
     if new_kb <= current_kb:
         return []
     value = format_size_pg(new_kb)
@@ -290,7 +292,7 @@ def checkpoint_findings(stats: PgStats, profile: Profile) -> list[Finding]:
 def _trigger(stats: PgStats, table: Table) -> tuple[float, int, float]:
     scale = float(table.options.get("autovacuum_vacuum_scale_factor", stats.number("autovacuum_vacuum_scale_factor")))
     threshold = int(table.options.get("autovacuum_vacuum_threshold", stats.number("autovacuum_vacuum_threshold")))
-    return scale, threshold, threshold + scale * table.live
+    return scale, threshold, threshold + scale * max(table.reltuples, table.live)
 
 
 def dead_tuple_findings(stats: PgStats, profile: Profile) -> list[Finding]:
