@@ -278,3 +278,86 @@ def test_advise_needs_a_target_and_a_valid_window(profile_folder: Path) -> None:
     result = run_cli("--profiles-dir", profile_folder, "advise", "dev", "--redis", "redis://127.0.0.1:1/0",
                      "--since", "soon", catch_exceptions=True)
     assert result.exit_code == 2 and "--since" in result.stderr
+
+
+class _Metrics:
+    """A scrape target that plays the app, vLLM and kube-state-metrics: counters advance on every scrape."""
+
+    def __init__(self, namespace: str) -> None:
+        import http.server
+        import threading
+
+        self.scrapes = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                outer.scrapes += 1
+                n = outer.scrapes
+                body = "\n".join([
+                    f'app_cache_requests_total{{cache="query",result="hit"}} {3 * n}',
+                    f'app_cache_requests_total{{cache="query",result="miss"}} {7 * n}',
+                    f'app_cache_requests_total{{cache="llm",result="hit"}} {9 * n}',
+                    f'app_cache_requests_total{{cache="llm",result="miss"}} {1 * n}',
+                    "app_db_pool_connections_in_use 29",
+                    "vllm:num_requests_waiting 5",
+                    'kube_horizontalpodautoscaler_status_current_replicas{horizontalpodautoscaler="api"} 4',
+                    'kube_horizontalpodautoscaler_spec_max_replicas{horizontalpodautoscaler="api"} 4', ""]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_advise_from_prometheus_proposes_cache_pool_and_autoscaling_edits(profile_folder: Path) -> None:
+    profile, _ = load_profile("dev", profile_folder)
+    target = _Metrics(profile.namespace)
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": profile.app.deployment, "static_configs": [
+                  {"targets": [f"127.0.0.1:{target.port}"], "labels": {"namespace": profile.namespace}}]}]}
+    prometheus = ls.start_prometheus(json.dumps(config))
+    try:
+        deadline = time.monotonic() + 30
+        while target.scrapes < 4 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        time.sleep(1.5)  # the last scrape ingested
+        args = ("--profiles-dir", profile_folder, "advise", "dev", "--prometheus", prometheus.url, "--since", "1m")
+        result = run_cli(*args, "--format", "json")
+        markdown = run_cli(*args, "--format", "markdown").stdout
+    finally:
+        target.server.shutdown()
+        prometheus.cleanup()
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1, report
+    kinds = _by_kind(report)
+    assert set(kinds) == {"query_cache", "db_pool", "llm_queue", "hpa_at_max"}, kinds  # the LLM cache hits 90%
+    edits = {e["key"]: (e["current"], e["value"]) for e in report["edits"]}
+    assert edits == {"app.query_cache.size": (2000, 4000), "app.db_pool.size": (20, 27),
+                     "autoscaling.api.max_replicas": (4, 6)}
+    assert "| `app.db_pool.size` | 20 | **27** |" in markdown and "## perfstack advise: dev" in markdown
+    assert (profile_folder / "dev.yaml").read_text() == (PROFILES / "dev.yaml").read_text()  # no --write: untouched
+
+
+def test_an_edit_the_checks_refuse_is_not_proposed_unless_its_companions_fix_it() -> None:
+    from generators.advise.edits import validate
+    from generators.advise.model import Finding
+
+    profile, source = load_profile("dev", PROFILES)
+    alone = Finding("redis", "cache_too_small", "redis.maxmemory", "too small",
+                    edits=[Edit("redis.maxmemory", "2GiB", "75%", "evicting")])
+    helped = Finding("redis", "cache_too_small", "redis.maxmemory", "too small",
+                     edits=[Edit("redis.maxmemory", "2GiB", "75%", "evicting")],
+                     companions=[Edit("hardware.redis.memory", "4GiB", "1GiB", "room")])
+    accepted, _ = validate([alone], source, profile.environment)
+    assert accepted == [] and alone.proposal == "refused"
+    assert any("redis_fits_memory" in p and "redis.maxmemory" in p for p in alone.refused_because), alone.refused_because
+    accepted, _ = validate([helped], source, profile.environment)
+    assert helped.proposal == "proposed-with-companions"
+    assert [(e.key, e.value) for e in accepted] == [("redis.maxmemory", "2GiB"), ("hardware.redis.memory", "4GiB")]

@@ -79,7 +79,7 @@ def findings_from(values: dict[str, float | None], profile: Profile, window: str
     in_use = values.get("pool_in_use_median")
     pool = app.db_pool.size + app.db_pool.max_overflow
     if in_use is not None and in_use > slo.pool_utilization_max * pool:
-        new_size = math.ceil(in_use / slo.pool_utilization_max) - app.db_pool.max_overflow + 1
+        new_size = math.ceil(in_use / slo.pool_utilization_max) - app.db_pool.max_overflow
         reason = (f"median {in_use:.0f} of {pool} pooled connections in use over {window} "
                   f"(over slo.pool_utilization_max {slo.pool_utilization_max:.0%})")
         replicas = profile.autoscaling.api.max_replicas
