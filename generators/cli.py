@@ -274,7 +274,10 @@ def advise_command(ctx: click.Context, env: str, postgres_dsn: str | None, redis
     click.echo(format_report(result, fmt), nl=False)
     if result.sql:
         target = sql_path or Path(f"perfstack-advise-{profile.environment}.sql")
-        target.write_text(sql_file(result))
+        try:
+            target.write_text(sql_file(result))
+        except OSError as exc:
+            raise UsageError(f"--sql {target}: cannot write: {exc.strerror}") from None
         click.echo(f"SQL for review written to {target} (perfstack did not run it)", err=True)
     if write and result.edits:
         write_profile(path, result.edits)

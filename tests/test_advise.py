@@ -361,3 +361,22 @@ def test_an_edit_the_checks_refuse_is_not_proposed_unless_its_companions_fix_it(
     accepted, _ = validate([helped], source, profile.environment)
     assert helped.proposal == "proposed-with-companions"
     assert [(e.key, e.value) for e in accepted] == [("redis.maxmemory", "2GiB"), ("hardware.redis.memory", "4GiB")]
+
+
+def test_candidates_from_a_plan_composite_in_selectivity_order_and_partial() -> None:
+    from generators.advise.indexes import Candidate, candidates, usages
+
+    plan = {"Node Type": "Limit", "Plans": [{"Node Type": "Sort", "Sort Key": ["o.created_at DESC"], "Plans": [
+        {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "o",
+         "Filter": "((o.shipped_at IS NULL) AND ((o.status)::text = $1) AND (o.customer_id = $2) "
+                   "AND (o.total > $3) AND (x.other = $4))"}]}]}
+    (usage,) = usages(plan)
+    assert (usage.equality, usage.ranges, usage.sorts) == (["status", "customer_id"], ["total"], ["created_at"])
+    assert usage.null_predicates == ["shipped_at IS NULL"]  # x.other belongs to another relation
+    columns = {"status", "customer_id", "total", "created_at", "shipped_at"}
+    found = candidates(usage, columns, {"status": 3, "customer_id": 20000, "total": -0.5})
+    assert Candidate("public", "orders", ("customer_id", "status", "total")) in found  # most distinct first
+    assert Candidate("public", "orders", ("customer_id", "status", "created_at")) in found
+    assert Candidate("public", "orders", ("customer_id",), "shipped_at IS NULL") in found
+    assert all(c.columns != ("shipped_at",) for c in found)
+    assert found[0].definition() == "ON public.orders (customer_id)" and len(found) <= 8

@@ -43,11 +43,13 @@ def advise(profile: Profile, source: Source, sources: Sources, profile_file: str
 
     runs: list[tuple[str, str, Callable[[], TargetResult]]] = []
     if sources.postgres:
-        runs.append(("postgres", "", lambda: postgres.check(profile, sources.postgres or "")))
+        runs.append(("postgres", postgres.redact(sources.postgres),
+                     lambda: postgres.check(profile, sources.postgres or "")))
     if sources.redis:
-        runs.append(("redis", "", lambda: redis.check(profile, sources.redis or "")))
+        runs.append(("redis", redis.redact(sources.redis), lambda: redis.check(profile, sources.redis or "")))
     if sources.prometheus:
-        runs.append(("prometheus", "", lambda: prometheus.check(profile, sources.prometheus or "", sources.since)))
+        runs.append(("prometheus", prometheus.redact(sources.prometheus),
+                     lambda: prometheus.check(profile, sources.prometheus or "", sources.since)))
     targets: list[TargetResult] = []
     if runs:
         with ThreadPoolExecutor(max_workers=len(runs)) as pool:

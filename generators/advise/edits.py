@@ -81,8 +81,8 @@ def validate(findings: list[Finding], source: Source, environment: str) -> tuple
     for finding in findings:
         if not finding.edits:
             continue
-        if any(e.key in {a.key for a in accepted} and e.value == next(a.value for a in accepted if a.key == e.key)
-               for e in finding.edits) and all(e.key in {a.key for a in accepted} for e in finding.edits):
+        current = {a.key: a.value for a in accepted}
+        if all(current.get(e.key, object()) == e.value for e in finding.edits):
             finding.proposal = "proposed"  # the same change another finding already proposed
             continue
         trial = _merge(accepted, finding.edits)
