@@ -380,3 +380,19 @@ def test_candidates_from_a_plan_composite_in_selectivity_order_and_partial() -> 
     assert Candidate("public", "orders", ("customer_id",), "shipped_at IS NULL") in found
     assert all(c.columns != ("shipped_at",) for c in found)
     assert found[0].definition() == "ON public.orders (customer_id)" and len(found) <= 8
+
+
+def test_bad_profile_or_unreachable_target_exit_2_and_nothing_is_written(profile_folder: Path, tmp_path: Path) -> None:
+    (profile_folder / "broken.yaml").write_text("extends: dev\nenvironment: broken\nredis:\n  maxmemry: 1GiB\n")
+    sql = tmp_path / "advice.sql"
+    before = (profile_folder / "dev.yaml").read_text()
+    result = run_cli("--profiles-dir", profile_folder, "advise", "broken", "--redis", "redis://127.0.0.1:1/0",
+                     "--sql", sql, "--write", catch_exceptions=True)
+    assert result.exit_code == 2 and "broken.yaml:4:3: redis.maxmemry: unknown key" in result.stderr, result.stderr
+    assert not sql.exists()
+    port = ls.free_port()  # nothing listens there
+    result = run_cli("--profiles-dir", profile_folder, "advise", "dev", "--redis", f"redis://:s3cret@127.0.0.1:{port}/0",
+                     "--sql", sql, "--write", "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 2 and report["targets"][0]["error"] and "s3cret" not in result.stdout
+    assert not sql.exists() and (profile_folder / "dev.yaml").read_text() == before

@@ -281,7 +281,7 @@ def choose(statements: list[Any], baseline: dict[int, float], costs: dict[Candid
         findings.append(Finding(
             "postgres", "missing_index", f"{candidate.schema}.{candidate.table}",
             f"an index {candidate.definition()} (about {format_size_human(advice.size_bytes)}) cuts the planned "
-            f"cost of {len(helped)} statement(s) from {before:.0f} to {after:.0f} ({advice.reduction:.0%} less)",
+            f"cost of {len(helped)} statement(s) from {before:.0f} to {after:.0f} ({advice.reduction:.1%} less)",
             {"statements": list(advice.statements), "cost_before": advice.cost_before, "cost_after": advice.cost_after,
              "size_bytes": advice.size_bytes, "calls": sum(calls[q] for q in helped)},
             sql=[sql], index=advice))

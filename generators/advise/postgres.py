@@ -254,8 +254,9 @@ def _pow2_kb(kb: float) -> int:
     return int(2 ** math.ceil(math.log2(mb))) * 1024
 
 
-def _settings_value(profile: Profile, name: str) -> Any:
-    return profile.postgres.settings.get(name)
+def _settings_value(profile: Profile, name: str, live: str) -> Any:
+    """What the key gives today: the profile's override, else the value the server runs (rendered by a rule)."""
+    return profile.postgres.settings.get(name, live)
 
 
 def checkpoint_findings(stats: PgStats, profile: Profile) -> list[Finding]:
@@ -286,7 +287,7 @@ def checkpoint_findings(stats: PgStats, profile: Profile) -> list[Finding]:
     return [Finding(TARGET, "checkpoints", "max_wal_size",
                     f"{reason}: raise max_wal_size to {value} so checkpoints follow checkpoint_timeout",
                     evidence, edits=[Edit("postgres.settings.max_wal_size", value,
-                                          _settings_value(profile, "max_wal_size"), reason)])]
+                                          _settings_value(profile, "max_wal_size", format_size_pg(int(current_kb))), reason)])]
 
 
 def _trigger(stats: PgStats, table: Table) -> tuple[float, int, float]:
@@ -327,10 +328,12 @@ def dead_tuple_findings(stats: PgStats, profile: Profile) -> list[Finding]:
                                f"(autovacuum_vacuum_scale_factor = {min(scale / 2, new_scale):g});")
         elif stats.settings["autovacuum"][0] != "on":
             finding.message = f"{reason}: autovacuum is off; turn it on"
-            finding.edits = [Edit("postgres.settings.autovacuum", "on", _settings_value(profile, "autovacuum"), reason)]
+            finding.edits = [Edit("postgres.settings.autovacuum", "on", _settings_value(profile, "autovacuum", "off"),
+                                  reason)]
         else:
             finding.edits = [Edit("postgres.settings.autovacuum_vacuum_scale_factor", new_scale,
-                                  _settings_value(profile, "autovacuum_vacuum_scale_factor"), reason)]
+                                  _settings_value(profile, "autovacuum_vacuum_scale_factor", f"{global_scale:g}"),
+                                  reason)]
         findings.append(finding)
     return findings
 
@@ -362,7 +365,8 @@ def work_mem_findings(stats: PgStats, profile: Profile) -> list[Finding]:
                 "work_mem": format_size_pg(int(current_kb)), "temp_files": stats.database_stats["temp_files"],
                 "temp_bytes": stats.database_stats["temp_bytes"]}
     return [Finding(TARGET, "work_mem", worst.short, f"{reason}: raise work_mem to {value}", evidence,
-                    edits=[Edit("postgres.settings.work_mem", value, _settings_value(profile, "work_mem"), reason)])]
+                    edits=[Edit("postgres.settings.work_mem", value,
+                                          _settings_value(profile, "work_mem", format_size_pg(int(current_kb))), reason)])]
 
 
 def database_findings(stats: PgStats, profile: Profile) -> list[Finding]:
