@@ -14,12 +14,16 @@ read-only transaction:
    cuts by at least MIN_COST_REDUCTION (statements planned under MIN_STATEMENT_COST are cheap already and
    not analysed); a smaller index wins when it saves within 5 % of the best. Each
    recommendation carries CREATE INDEX CONCURRENTLY, the statements, the summed cost before and after, and
-   HypoPG's estimate of the index's size.
+   HypoPG's estimate of the index's size. The whole analysis stops at MAX_EXPLAINS or TIME_BUDGET_S.
+
+Statement texts are only planned (EXPLAIN without ANALYZE, one statement per protocol message), inside
+the read-only transaction, so nothing they say is executed.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +33,7 @@ from .model import Finding, IndexAdvice
 MAX_STATEMENTS = 10
 MAX_CANDIDATES_PER_TABLE = 8
 MAX_EXPLAINS = 400
+TIME_BUDGET_S = 30.0  # the whole index analysis; each EXPLAIN is also under the 5 s statement timeout
 MIN_COST_REDUCTION = 0.5  # an index is recommended only when it halves a statement's planned cost
 MIN_STATEMENT_COST = 100.0  # a statement whose plan costs less is cheap already: no index is worth its writes
 SIMILAR_BENEFIT = 0.95
@@ -74,13 +79,18 @@ def _quote(name: str) -> str:
 class Explainer:
     """EXPLAIN of a statement's generic plan, each in a savepoint so a failure leaves the transaction usable."""
 
-    def __init__(self, cur: Any, version: int, budget: int = MAX_EXPLAINS):
+    def __init__(self, cur: Any, version: int, budget: int = MAX_EXPLAINS, seconds: float = TIME_BUDGET_S):
         self.cur = cur
         self.version = version
         self.budget = budget
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget <= 0 or time.monotonic() > self.deadline
 
     def plan(self, query: str) -> dict[str, Any] | None:
-        if self.budget <= 0:
+        if self.exhausted:
             return None
         self.budget -= 1
         conn = self.cur.connection
@@ -248,8 +258,9 @@ def advise(cur: Any, stats: Any, explain_budget: int | None = None) -> tuple[lis
                 if plan is not None:
                     costs[candidate][statement.queryid] = float(plan["Total Cost"])
     cur.execute(f"SELECT {schema}.hypopg_reset()")
-    if explainer.budget <= 0:
-        notes.append(f"index advice stopped at its bound of {MAX_EXPLAINS} EXPLAINs")
+    if explainer.exhausted:
+        notes.append(f"index advice stopped at its bound ({MAX_EXPLAINS} EXPLAINs or {TIME_BUDGET_S:g} s): "
+                     "the statements it did not reach got no index advice")
     return choose(slowest, baseline, costs, sizes), notes
 
 
