@@ -29,8 +29,16 @@ from generators.profile import load_profile
 from generators.render import render
 from tests.conftest import PROFILES, run_cli
 
-pytestmark = pytest.mark.skipif(not Path("/usr/lib/postgresql/15/lib/hypopg.so").exists(),
-                                reason="needs postgresql-15-hypopg (scripts/test installs it)")
+
+def _hypopg_installed() -> bool:
+    try:
+        return (ls.pg_bin_dir().parent / "lib" / "hypopg.so").exists()
+    except ls.ServerError:
+        return False
+
+
+needs_hypopg = pytest.mark.skipif(not _hypopg_installed(),
+                                  reason="needs PostgreSQL with HypoPG (postgresql-15-hypopg; scripts/test installs it)")
 
 LAB = """\
 # A lab environment for advise's planted problems.
@@ -165,6 +173,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pg.cleanup()
 
 
+@needs_hypopg
 def test_advise_finds_planted_problems_then_nothing_after_applying(lab: Any) -> None:
     folder, pg, rd, tmp = lab
     original = (folder / "lab.yaml").read_text()
@@ -247,6 +256,7 @@ def _wait_for_autovacuum(dsn: str, timeout_s: float = 30) -> None:
     raise AssertionError(f"autovacuum did not process sessions within {timeout_s}s: {row}")
 
 
+@needs_hypopg
 def test_advise_role_is_read_only_and_bounded(lab: Any) -> None:
     folder, pg, _rd, _tmp = lab
     with advise_pg.connect(pg.dsn(ADVISE_ROLE, "app")) as conn, conn.transaction(force_rollback=True), \
