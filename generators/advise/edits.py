@@ -1,8 +1,9 @@
 """Proposed profile edits: re-checked on the edited profile, and written back with ruamel.yaml round trip.
 
 `validate` applies each finding's edits (over the ones accepted before it) to the merged profile data,
-then loads and renders the result with the project's own entry points (`profile_from_source` for the
-types, `render.render` for the cross-component checks and every generator). An edit the checks refuse is
+then loads and renders the result with the project's own entry points, as `perfstack validate` does
+(`profile_from_source` for the types, `render.render` for the cross-component checks and every
+generator, `lint.lint` for the production rules). An edit the checks refuse is
 retried with the finding's companion edits (e.g. a bigger Redis host for a bigger maxmemory); if that
 is refused too, the finding says why and proposes nothing.
 
@@ -56,13 +57,16 @@ def edited_source(source: Source, edits: list[Edit]) -> Source:
 
 
 def check_edits(source: Source, environment: str, edits: list[Edit]) -> list[str]:
-    """The problems the project's loader and cross-component checks find in the edited profile ([] = none)."""
+    """The problems `perfstack validate` would find in the edited profile ([] = none): the loader's types,
+    the cross-component checks and every generator (render), and the production lint."""
+    from ..lint import lint
     from ..profile import profile_from_source
     from ..render import render
 
     edited = edited_source(source, edits)
     try:
-        render(profile_from_source(edited, environment), edited)
+        profile = profile_from_source(edited, environment)
+        lint(profile, edited, render(profile, edited))
     except PerfstackError as exc:
         return [line for line in str(exc).splitlines() if line.strip()]
     return []
