@@ -310,6 +310,13 @@ class _Metrics:
                     f'app_cache_requests_total{{cache="llm",result="hit"}} {9 * n}',
                     f'app_cache_requests_total{{cache="llm",result="miss"}} {1 * n}',
                     "app_db_pool_connections_in_use 29",
+                    # API requests: 10 % under 0.5 s, the rest under 10 s (p95 above dev's 5 s SLO) ...
+                    f'http_request_duration_seconds_bucket{{le="0.5"}} {n}',
+                    f'http_request_duration_seconds_bucket{{le="10"}} {10 * n}',
+                    f'http_request_duration_seconds_bucket{{le="+Inf"}} {10 * n}',
+                    # ... and DB round trips all under 100 ms (within dev's 500 ms)
+                    f'app_db_query_duration_seconds_bucket{{le="0.1"}} {5 * n}',
+                    f'app_db_query_duration_seconds_bucket{{le="+Inf"}} {5 * n}',
                     "vllm:num_requests_waiting 5",
                     'kube_horizontalpodautoscaler_status_current_replicas{horizontalpodautoscaler="api"} 4',
                     'kube_horizontalpodautoscaler_spec_max_replicas{horizontalpodautoscaler="api"} 4', ""]).encode()
@@ -347,7 +354,9 @@ def test_advise_from_prometheus_proposes_cache_pool_and_autoscaling_edits(profil
     report = json.loads(result.stdout)
     assert result.exit_code == 1, report
     kinds = _by_kind(report)
-    assert set(kinds) == {"query_cache", "db_pool", "llm_queue", "hpa_at_max"}, kinds  # the LLM cache hits 90%
+    assert set(kinds) == {"query_cache", "db_pool", "llm_queue", "hpa_at_max", "latency"}, kinds  # LLM cache: 90%
+    assert [f["subject"] for f in kinds["latency"]] == ["api_latency_p95"]  # not db_query_p95
+    assert kinds["latency"][0]["evidence"]["p95_s"] > 5
     edits = {e["key"]: (e["current"], e["value"]) for e in report["edits"]}
     assert edits == {"app.query_cache.size": (2000, 4000), "app.db_pool.size": (20, 27),
                      "autoscaling.api.max_replicas": (4, 6)}
