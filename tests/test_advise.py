@@ -112,6 +112,8 @@ def _workload(dsn: str, churn: bool = True) -> None:
         for _ in range(10):
             conn.execute("SELECT id FROM orders WHERE customer_id = %s AND shipped_at IS NULL",
                          (rng.randint(1, CUSTOMERS),)).fetchall()
+        for _ in range(10):  # planned as its SELECT: the advise role may not write
+            conn.execute("UPDATE orders SET total = total + 1 WHERE customer_id = %s", (rng.randint(1, CUSTOMERS),))
         for _ in range(4):
             conn.execute("SELECT count(*) FROM orders WHERE status = %s", ("paid",)).fetchall()
         for _ in range(3):  # a full sort of 300,000 numerics: several MB, more than work_mem 5MB
@@ -184,7 +186,8 @@ def test_advise_finds_planted_problems_then_nothing_after_applying(lab: Any) -> 
     # The missing index, proven with HypoPG; none for the status query (three values: a scan stays cheaper).
     creates = [f["index"] for f in kinds["missing_index"]]
     assert [c["sql"] for c in creates] == ["CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);"]
-    assert any("customer_id = $1" in s for s in creates[0]["statements"])
+    assert any(s.startswith("SELECT id, total FROM orders WHERE customer_id = $1") for s in creates[0]["statements"])
+    assert any(s.startswith("UPDATE orders SET total = total +") for s in creates[0]["statements"])
     assert not any("status" in s for c in creates for s in c["statements"])
     assert creates[0]["cost_reduction"] >= 0.5 and creates[0]["size_bytes"] > 1_000_000
     # The duplicate: of the two equal indexes the planner used one; the other (no scans) is dropped.
@@ -415,3 +418,14 @@ def test_bad_profile_or_unreachable_target_exit_2_and_nothing_is_written(profile
     report = json.loads(result.stdout)
     assert result.exit_code == 2 and report["targets"][0]["error"] and "s3cret" not in result.stdout
     assert not sql.exists() and (profile_folder / "dev.yaml").read_text() == before
+
+
+def test_simple_updates_and_deletes_are_planned_as_their_select() -> None:
+    from generators.advise.indexes import as_select
+
+    assert (as_select("UPDATE orders o SET total = total + $1, note = coalesce($2, 'a,b') WHERE o.customer_id = $3")
+            == "SELECT (total = total + $1), (note = coalesce($2, 'a,b')) FROM orders o WHERE o.customer_id = $3")
+    assert as_select("DELETE FROM events WHERE id < $1") == "SELECT 1 FROM events WHERE id < $1"
+    assert as_select("UPDATE t SET a = $1 WHERE b = $2 RETURNING a") is None
+    assert as_select("DELETE FROM t USING u WHERE t.a = u.a") is None
+    assert as_select("SELECT 1") is None

@@ -16,7 +16,8 @@ read-only transaction:
    recommendation carries CREATE INDEX CONCURRENTLY, the statements, the summed cost before and after, and
    HypoPG's estimate of the index's size. The whole analysis stops at MAX_EXPLAINS or TIME_BUDGET_S.
 
-Statement texts are only planned (EXPLAIN without ANALYZE, one statement per protocol message), inside
+A simple UPDATE or DELETE is planned as the SELECT that scans the same rows (`as_select`), so the role
+needs no write privilege. Statement texts are only planned (EXPLAIN without ANALYZE, one statement per protocol message), inside
 the read-only transaction, so nothing they say is executed.
 """
 
@@ -76,6 +77,59 @@ def _quote(name: str) -> str:
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
+_UPDATE = re.compile(r"^\s*UPDATE\s+(?:ONLY\s+)?(?P<table>[\w.\"]+)(?:\s+(?:AS\s+)?(?P<alias>(?!SET\b)\w+))?\s+"
+                     r"SET\s+(?P<set>.+?)\s+WHERE\s+(?P<where>.+)$", re.IGNORECASE | re.DOTALL)
+_DELETE = re.compile(r"^\s*DELETE\s+FROM\s+(?:ONLY\s+)?(?P<table>[\w.\"]+)(?:\s+(?:AS\s+)?(?P<alias>(?!WHERE\b)\w+))?"
+                     r"\s+WHERE\s+(?P<where>.+)$", re.IGNORECASE | re.DOTALL)
+_NOT_SIMPLE = re.compile(r"\b(RETURNING|USING|FROM|WITH|CURRENT\s+OF)\b", re.IGNORECASE)
+
+
+def _split_top_level(text: str) -> list[str] | None:
+    """Split at commas outside parentheses and quotes; None when the text is not balanced."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth or quote:
+        return None
+    return [*parts, text[start:]]
+
+
+def as_select(query: str) -> str | None:
+    """A SELECT that scans like a simple UPDATE or DELETE (same table, WHERE and parameters), so a role
+    with only SELECT can plan it; None for anything else (RETURNING, USING, FROM, WHERE CURRENT OF).
+    UPDATE's assignments become comparisons in the select list (`col = expr`), so each parameter keeps
+    a type PostgreSQL can infer."""
+    for pattern in (_UPDATE, _DELETE):
+        match = pattern.match(query.strip().rstrip(";"))
+        if not match:
+            continue
+        where = match["where"]
+        assignments = match.groupdict().get("set")
+        if _NOT_SIMPLE.search(where) or (assignments and _NOT_SIMPLE.search(assignments)):
+            return None
+        columns = "1"
+        if assignments:
+            items = _split_top_level(assignments)
+            if not items or any("=" not in item for item in items):
+                return None
+            columns = ", ".join(f"({item.strip()})" for item in items)
+        alias = f" {match['alias']}" if match["alias"] else ""
+        return f"SELECT {columns} FROM {match['table']}{alias} WHERE {where}"
+    return None
+
+
 class Explainer:
     """EXPLAIN of a statement's generic plan, each in a savepoint so a failure leaves the transaction usable."""
 
@@ -96,6 +150,8 @@ class Explainer:
         conn = self.cur.connection
         params = max((int(n) for n in _PARAM.findall(query)), default=0)
         text = query.strip().rstrip(";")
+        if re.match(r"\s*(UPDATE|DELETE)\b", text, re.IGNORECASE):
+            text = as_select(text) or text  # planned as its SELECT: the role needs no write privilege
         try:
             with conn.transaction():
                 if self.version >= 160000:
