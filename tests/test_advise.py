@@ -1,7 +1,8 @@
 """`perfstack advise` on real servers with planted problems, then again after applying its advice.
 
 PostgreSQL 15 with pg_stat_statements and HypoPG, an orders table of 300,000 rows and a workload with:
-a missing index on a filtered column (customer_id), a query a new index would not help (status: three
+a missing index on a filtered column (customer_id, also behind an UPDATE), a partial index's case
+(open tasks: `finished_at IS NULL` on 2 % of rows), a query a new index would not help (status: three
 values), a duplicate index (created_at twice), a sessions table whose dead tuples outrun autovacuum
 (autovacuum held back by a long naptime in the first phase), a sort that spills to temp files, and a
 write phase against max_wal_size 32MB. Redis: a cache too small for its working set.
@@ -87,6 +88,10 @@ def _setup(dsn: str) -> None:
         conn.execute("CREATE TABLE sessions (id int PRIMARY KEY, token text, seen timestamptz)")
         conn.execute("INSERT INTO sessions SELECT i, md5(i::text), now() FROM generate_series(1, 50000) i")
         conn.execute("CREATE TABLE events (id bigserial PRIMARY KEY, payload text)")
+        # tasks: only 2 % are open, and the app only ever looks for open ones: a partial index fits
+        conn.execute("CREATE TABLE tasks (id bigserial PRIMARY KEY, owner_id int NOT NULL, finished_at timestamptz)")
+        conn.execute("INSERT INTO tasks (owner_id, finished_at) SELECT (random() * 5000)::int, "
+                     "CASE WHEN i % 50 = 0 THEN NULL ELSE now() END FROM generate_series(1, 150000) i")
         conn.execute("ANALYZE")
         conn.execute(f"CREATE ROLE {ADVISE_ROLE} LOGIN IN ROLE pg_read_all_stats")
         conn.execute(f"ALTER ROLE {ADVISE_ROLE} SET default_transaction_read_only = on")
@@ -112,6 +117,9 @@ def _workload(dsn: str, churn: bool = True) -> None:
         for _ in range(10):
             conn.execute("SELECT id FROM orders WHERE customer_id = %s AND shipped_at IS NULL",
                          (rng.randint(1, CUSTOMERS),)).fetchall()
+        for _ in range(20):
+            conn.execute("SELECT id FROM tasks WHERE owner_id = %s AND finished_at IS NULL",
+                         (rng.randint(1, 5000),)).fetchall()
         for _ in range(10):  # planned as its SELECT: the advise role may not write
             conn.execute("UPDATE orders SET total = total + 1 WHERE customer_id = %s", (rng.randint(1, CUSTOMERS),))
         for _ in range(4):
@@ -184,8 +192,11 @@ def test_advise_finds_planted_problems_then_nothing_after_applying(lab: Any) -> 
     kinds = _by_kind(report)
 
     # The missing index, proven with HypoPG; none for the status query (three values: a scan stays cheaper).
-    creates = [f["index"] for f in kinds["missing_index"]]
-    assert [c["sql"] for c in creates] == ["CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);"]
+    creates = sorted((f["index"] for f in kinds["missing_index"]), key=lambda c: c["table"])
+    assert [c["sql"] for c in creates] == [
+        "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);",
+        # the partial index serves the open-task lookup as well as a full one, at a fraction of the size
+        "CREATE INDEX CONCURRENTLY tasks_owner_id_partial_idx ON public.tasks (owner_id) WHERE finished_at IS NULL;"]
     assert any(s.startswith("SELECT id, total FROM orders WHERE customer_id = $1") for s in creates[0]["statements"])
     assert any(s.startswith("UPDATE orders SET total = total +") for s in creates[0]["statements"])
     assert not any("status" in s for c in creates for s in c["statements"])
