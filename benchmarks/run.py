@@ -11,6 +11,8 @@
    pressure: a fill to twice maxmemory evicts under allkeys-lru and is refused (OOM) under noeviction.
 4. perfstack itself: whole-process `perfstack render ENV` (target < 0.5 s, median of several runs), 100
    generated environments rendered in one process (target < 3 s), and peak memory of each.
+5. `perfstack advise` on a planted workload (benchmarks/advise_bench.py): p95 and TPS of the slow
+   statements and of a mixed workload before and after applying its index SQL and profile edits.
 
 Writes benchmarks/results/latest.json and latest.png; --readme rewrites the README's figures between its
 bench markers. Every load targets servers this script starts on 127.0.0.1, bounded in clients and time.
@@ -325,6 +327,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["redis"] = bench_redis(bundle.files["redis/redis.conf"], 20_000 if quick else 100_000, 50,
                                    1 if quick else 3)
     results["eviction"] = bench_eviction(local, 32 * 2**20 if quick else 64 * 2**20)
+    say("perfstack advise: the planted workload before and after its advice")
+    import advise_bench  # benchmarks/advise_bench.py, beside this script
+
+    results["advise"] = advise_bench.run(duration=3 if quick else 10)
     results["total_s"] = round(time.perf_counter() - started, 1)
     return results
 
@@ -458,6 +464,10 @@ def figures_markdown(results: dict[str, Any]) -> str:
                   f"imports {phases['imports']:.0f} (by package: {imports}), loading the profile "
                   f"{phases['load_profile']:.0f}, rendering {phases['render']:.0f} (of which "
                   + ", ".join(f"{k} {v:.0f}" for k, v in per_target) + f"), writing {phases['write']:.0f}."]
+    if "advise" in results:
+        import advise_bench
+
+        lines += ["", advise_bench.markdown(results["advise"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

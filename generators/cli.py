@@ -232,3 +232,52 @@ def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgboun
     report = detect(load_bundle(ctx, env), endpoints)
     click.echo(format_report(report, fmt), nl=False)
     sys.exit(report.exit_code)
+
+
+@main.command("advise")
+@click.argument("env")
+@click.option("--postgres", "postgres_dsn", envvar="PERFSTACK_ADVISE_POSTGRES", metavar="DSN",
+              help="PostgreSQL DSN of the advise role (env PERFSTACK_ADVISE_POSTGRES).")
+@click.option("--redis", "redis_url", envvar="PERFSTACK_ADVISE_REDIS", metavar="URL",
+              help="Redis URL, redis://[:password@]host:port/0 (env PERFSTACK_ADVISE_REDIS).")
+@click.option("--prometheus", "prometheus_url", envvar="PERFSTACK_ADVISE_PROMETHEUS", metavar="URL",
+              help="Prometheus base URL (env PERFSTACK_ADVISE_PROMETHEUS).")
+@click.option("--since", default="24h", show_default=True, help="Window of the Prometheus queries (30m, 24h, 7d).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
+@click.option("--write", is_flag=True, help="Apply the proposed edits to ENV's profile file (comments and layout kept).")
+@click.option("--sql", "sql_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the SQL for review goes (default: perfstack-advise-ENV.sql); perfstack never runs it.")
+@click.pass_context
+@handles_errors
+def advise_command(ctx: click.Context, env: str, postgres_dsn: str | None, redis_url: str | None,
+                   prometheus_url: str | None, since: str, fmt: str, write: bool, sql_path: Path | None) -> None:
+    """Read how the stack runs and propose profile edits and SQL; exit 1 when there is advice, 2 when a target is unreadable."""
+    from . import units
+    from .advise import Sources, advise
+    from .advise.edits import write as write_profile
+    from .advise.report import format_report, sql_file
+    from .loader import display_path, resolve_profile_path
+    from .profile import load_profile
+
+    try:
+        window = units.format_duration(units.parse_duration(since))
+    except units.UnitError as exc:
+        raise UsageError(f"--since {since!r}: {exc}") from None
+    sources = Sources(postgres=postgres_dsn, redis=redis_url, prometheus=prometheus_url, since=window)
+    if not sources.any():
+        raise UsageError("advise needs at least one live system: --postgres, --redis or --prometheus")
+    profile, source = load_profile(env, _profiles_dir(ctx))
+    path = resolve_profile_path(env, _profiles_dir(ctx))
+    result = advise(profile, source, sources, display_path(path))
+    click.echo(format_report(result, fmt), nl=False)
+    if result.sql:
+        target = sql_path or Path(f"perfstack-advise-{profile.environment}.sql")
+        try:
+            target.write_text(sql_file(result))
+        except OSError as exc:
+            raise UsageError(f"--sql {target}: cannot write: {exc.strerror}") from None
+        click.echo(f"SQL for review written to {target} (perfstack did not run it)", err=True)
+    if write and result.edits:
+        write_profile(path, result.edits)
+        click.echo(f"{display_path(path)}: {len(result.edits)} edit(s) written", err=True)
+    sys.exit(result.exit_code)
