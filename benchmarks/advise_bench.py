@@ -33,8 +33,8 @@ from generators.advise import Sources, advise  # noqa: E402
 from generators.advise.edits import write  # noqa: E402
 from generators.advise.report import sql_file  # noqa: E402
 from generators.bench import TransactionLog, latency_summary, parse_pgbench_log, parse_pgbench_output  # noqa: E402
-from generators.profile import load_profile  # noqa: E402
 from generators.render import render  # noqa: E402
+from generators.validation import load_profile  # noqa: E402
 
 LAB = """\
 extends: dev

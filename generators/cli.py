@@ -257,7 +257,7 @@ def advise_command(ctx: click.Context, env: str, postgres_dsn: str | None, redis
     from .advise.edits import write as write_profile
     from .advise.report import format_report, sql_file
     from .loader import display_path, resolve_profile_path
-    from .profile import load_profile
+    from .validation import load_profile
 
     try:
         window = units.format_duration(units.parse_duration(since))

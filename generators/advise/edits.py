@@ -2,8 +2,8 @@
 
 `validate` applies each finding's edits (over the ones accepted before it) to the merged profile data,
 then loads and renders the result with the project's own entry points, as `perfstack validate` does
-(`profile_from_source` for the types, `render.render` for the cross-component checks and every
-generator, `lint.lint` for the production rules). An edit the checks refuse is
+(`profile_from_source` for the types, `render.render`, whose gate runs the cross-component checks and
+the production lint, and every generator). An edit the checks refuse is
 retried with the finding's companion edits (e.g. a bigger Redis host for a bigger maxmemory); if that
 is refused too, the finding says why and proposes nothing.
 
@@ -59,14 +59,12 @@ def edited_source(source: Source, edits: list[Edit]) -> Source:
 def check_edits(source: Source, environment: str, edits: list[Edit]) -> list[str]:
     """The problems `perfstack validate` would find in the edited profile ([] = none): the loader's types,
     the cross-component checks and every generator (render), and the production lint."""
-    from ..lint import lint
-    from ..profile import profile_from_source
     from ..render import render
+    from ..validation import profile_from_source
 
     edited = edited_source(source, edits)
     try:
-        profile = profile_from_source(edited, environment)
-        lint(profile, edited, render(profile, edited))
+        render(profile_from_source(edited, environment), edited)  # the one gate: checks and the production lint
     except PerfstackError as exc:
         return [line for line in str(exc).splitlines() if line.strip()]
     return []
@@ -106,8 +104,8 @@ def validate(findings: list[Finding], source: Source, environment: str) -> tuple
 
 
 def _warnings(source: Source, environment: str, edits: list[Edit]) -> list[str]:
-    from ..profile import profile_from_source
     from ..render import render
+    from ..validation import profile_from_source
 
     if not edits:
         return []

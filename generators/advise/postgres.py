@@ -366,7 +366,31 @@ def work_mem_findings(stats: PgStats, profile: Profile) -> list[Finding]:
                 "temp_bytes": stats.database_stats["temp_bytes"]}
     return [Finding(TARGET, "work_mem", worst.short, f"{reason}: raise work_mem to {value}", evidence,
                     edits=[Edit("postgres.settings.work_mem", value,
-                                          _settings_value(profile, "work_mem", format_size_pg(int(current_kb))), reason)])]
+                                _settings_value(profile, "work_mem", format_size_pg(int(current_kb))), reason)],
+                    companions=_connections_for_work_mem(profile, new_kb))]
+
+
+def _connections_for_work_mem(profile: Profile, work_mem_kb: int) -> list[Edit]:
+    """A larger work_mem x max_connections may not fit the host (checks.postgres_fits_memory): the
+    max_connections that fits it with the new work_mem, when that still covers PgBouncer's pools."""
+    from ..render import config_parts
+
+    parts = config_parts(profile)
+    pg = parts.postgres
+    maint = pg.value("maintenance_work_mem")
+    workers = pg.get("autovacuum_max_workers")
+    av = pg.get("autovacuum_work_mem")
+    av_kb = av.value if av is not None and av.value != -1 else maint
+    spare = profile.hardware.postgres.memory // 1024 - pg.value("shared_buffers") - maint - \
+        (workers.value if workers else 3) * av_kb
+    fits = spare // work_mem_kb
+    needed = parts.pgbouncer.derived["server_connections"] + pg.value("superuser_reserved_connections")
+    current = pg.value("max_connections")
+    if fits >= current or fits < needed:
+        return []
+    return [Edit("postgres.max_connections", int(fits), current,
+                 f"work_mem {format_size_pg(work_mem_kb)} x max_connections must fit the host's memory with "
+                 f"shared_buffers and maintenance memory; {fits} still covers PgBouncer's {needed}")]
 
 
 def database_findings(stats: PgStats, profile: Profile) -> list[Finding]:
