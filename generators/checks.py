@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 from . import llm, pgbouncer, postgres, redis, units
+from . import margins as margins_
 from .bundle import Finding
 from .profile import Profile
 
@@ -297,3 +298,8 @@ def run(profile: Profile) -> list[Finding]:
     for check in CHECKS:
         found.extend(check(profile))
     return found
+
+
+def margins(profile: Profile) -> list[margins_.Margin]:
+    """The (used, limit) numbers behind the capacity and timeout checks above (generators/margins.py)."""
+    return margins_.margins(profile)
