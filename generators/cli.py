@@ -144,16 +144,34 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
 
 @main.command("diff")
 @click.argument("env_a")
-@click.argument("env_b")
+@click.argument("env_b", required=False)
+@click.option("--base", "base_ref", metavar="REF", help="Compare ENV at git revision REF (the pull request's base) "
+              "with the working tree or --head; each revision renders with its own generators.")
+@click.option("--head", "head_ref", metavar="REF", help="With --base: the head revision (default: the working tree).")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
 @click.pass_context
 @handles_errors
-def diff_command(ctx: click.Context, env_a: str, env_b: str, fmt: str) -> None:
-    """Setting-level differences between two environments, grouped by target."""
+def diff_command(ctx: click.Context, env_a: str, env_b: str | None, base_ref: str | None, head_ref: str | None,
+                 fmt: str) -> None:
+    """Differences between two environments (ENV_A ENV_B), or of ENV between two revisions (ENV --base REF)."""
+    if base_ref is not None or head_ref is not None:
+        if env_b is not None or base_ref is None:
+            raise UsageError("diff ENV --base REF [--head REF] compares one environment between revisions; "
+                             "diff ENV_A ENV_B compares two environments")
+        from .review import format_review, review
+
+        result = review(env_a, _profiles_dir(ctx), base_ref, head_ref)
+        click.echo(format_review(result, fmt), nl=False)
+        sys.exit(result.exit_code)
+    if env_b is None:
+        raise UsageError("diff needs two environments (ENV_A ENV_B) or one and --base REF")
     from .compare import diff_bundles, format_diff
 
     a, b = load_bundle(ctx, env_a), load_bundle(ctx, env_b)
-    click.echo(format_diff(diff_bundles(a, b), a.profile.environment, b.profile.environment, fmt), nl=False)
+    name_a, name_b = a.profile.environment, b.profile.environment
+    if name_a == name_b:  # two files of one environment: label the columns by what was typed
+        name_a, name_b = env_a, env_b
+    click.echo(format_diff(diff_bundles(a, b), name_a, name_b, fmt), nl=False)
 
 
 @main.command("schema")
