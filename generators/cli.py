@@ -122,9 +122,16 @@ def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
 @click.pass_context
 @handles_errors
 def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) -> None:
-    """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY or TARGET)."""
+    """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY, TARGET or cost)."""
     bundle = load_bundle(ctx, env)
     items = bundle.settings
+    if name == "cost" or not name:
+        from .cost import format_cost, monthly
+
+        cost = monthly(bundle.profile.model_dump(mode="json"), bundle.objects)
+        if name == "cost":
+            click.echo(json.dumps(cost, indent=2, sort_keys=True) if fmt == "json" else format_cost(cost), nl=False)
+            return
     if name:
         items = [s for s in bundle.settings if s.name == name or s.target == name]
         if not items:
@@ -140,6 +147,8 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
         click.echo(f"  rule:   {s.rule}")
         if s.inputs:
             click.echo("  inputs: " + ", ".join(f"{k}={v}" for k, v in s.inputs.items()))
+    if not name:
+        click.echo(format_cost(cost), nl=False)
 
 
 @main.command("diff")

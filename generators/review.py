@@ -302,12 +302,21 @@ def _compare_objects(base: dict[str, Any], head: dict[str, Any]) -> list[Change]
             continue
         flat_a: dict[str, str] = {}
         flat_b: dict[str, str] = {}
-        _flatten(a, "", flat_a)
-        _flatten(b, "", flat_b)
+        _flatten(_without_rules(a), "", flat_a)
+        _flatten(_without_rules(b), "", flat_b)
         fields = tuple((path, *_shown(x, y)) for path, x, y in _pairs(flat_a, flat_b))
+        if a.get("kind") == "PrometheusRule" and (a.get("spec") or {}).get("groups") != (b.get("spec") or {}).get("groups"):
+            fields += (("spec.groups", "rules as base", "rules as head (see the alert rules below)"),)
         if fields:
             out.append(Change(component, "object", name, "changed", fields=fields))
     return out
+
+
+def _without_rules(obj: dict[str, Any]) -> dict[str, Any]:
+    """A PrometheusRule's groups are the alert rules, compared rule by rule on their own."""
+    if obj.get("kind") != "PrometheusRule":
+        return obj
+    return {**obj, "spec": {k: v for k, v in (obj.get("spec") or {}).items() if k != "groups"}}
 
 
 def _object_summary(obj: dict[str, Any]) -> str:
