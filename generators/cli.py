@@ -61,16 +61,24 @@ def main(profiles_dir: Path | None) -> None:
 
 
 @main.command("render")
-@click.argument("env")
+@click.argument("env", required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: rendered/ENV).")
+              help="Output folder (default: rendered/ENV; with --all: the folder holding one folder per ENV).")
 @click.option("--check", is_flag=True, help="Compare the folder with a fresh render; exit 1 when it differs.")
+@click.option("--all", "all_envs", is_flag=True,
+              help="Every profile in the profiles folder that is not `abstract: true`, whatever its name.")
 @click.pass_context
 @handles_errors
-def render_command(ctx: click.Context, env: str, out: Path | None, check: bool) -> None:
+def render_command(ctx: click.Context, env: str | None, out: Path | None, check: bool, all_envs: bool) -> None:
     """Render ENV's profile into config files, Kubernetes objects and explain.json."""
     from .output import compare_folder, write_bundle
 
+    if all_envs == (env is not None):
+        raise UsageError("render needs ENV or --all (not both)")
+    if all_envs:
+        _render_all(ctx, out, check)
+        return
+    assert env is not None
     bundle = load_bundle(ctx, env)
     out_dir = out or Path("rendered") / bundle.profile.environment
     _print_warnings(bundle)
@@ -85,6 +93,60 @@ def render_command(ctx: click.Context, env: str, out: Path | None, check: bool) 
         return
     write_bundle(bundle, out_dir)
     click.echo(f"rendered {bundle.profile.environment} -> {out_dir} ({len(bundle.files)} files)")
+
+
+def deployed_profiles(folder: Path) -> list[Path]:
+    """Every profile file in folder that is not `abstract: true`."""
+    from .loader import load_source
+
+    found = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        if load_source(path).data.get("abstract") is not True:
+            found.append(path)
+    return found
+
+
+def _render_all(ctx: click.Context, out: Path | None, check: bool) -> None:
+    from .errors import ProfileError
+    from .output import compare_folder, write_bundle
+
+    root = out or Path("rendered")
+    folder = _profiles_dir(ctx)
+    paths = deployed_profiles(folder)
+    if not paths:
+        raise UsageError(f"{folder}: no profile to render (every one is abstract, or the folder is empty)")
+    bundles, problems = [], []
+    for path in paths:
+        try:
+            bundles.append(load_bundle(ctx, str(path)))
+        except ProfileError as exc:
+            problems.append(str(exc))
+    if problems:  # nothing is written unless every profile renders
+        raise UsageError("\n".join(problems))
+    stale = False
+    for bundle in bundles:
+        _print_warnings(bundle)
+        out_dir = root / bundle.profile.environment
+        if check:
+            diff = compare_folder(bundle, out_dir)
+            if diff.clean:
+                click.echo(f"{out_dir} is up to date ({len(bundle.files)} files)")
+            else:
+                stale = True
+                click.echo(f"{out_dir} is stale; run `perfstack render --all`:")
+                for line in diff.lines():
+                    click.echo(f"  {line}")
+        else:
+            write_bundle(bundle, out_dir)
+            click.echo(f"rendered {bundle.profile.environment} -> {out_dir} ({len(bundle.files)} files)")
+    if check and root.is_dir():
+        known = {b.profile.environment for b in bundles}
+        for orphan in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                             and p.name not in known):
+            stale = True
+            click.echo(f"{orphan} has no profile in {folder}: remove it or add {folder}/{orphan.name}.yaml")
+    if stale:
+        sys.exit(1)
 
 
 @main.command("validate")

@@ -28,7 +28,7 @@ from pydantic import (
 
 from . import units
 from .errors import Problem, ProfileError
-from .loader import Source, dotted, load_source, resolve_profile_path
+from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import version_problem
 
 
@@ -557,14 +557,49 @@ def _version_problem(name: str, source: Source) -> str | None:
     return version_problem(name.lower(), version)
 
 
+def _identity_problems(source: Source, file_name: str) -> list[Problem]:
+    """A deployed profile writes its own environment and namespace, and is named after its environment."""
+    leaf = source.files[-1] if source.files else "<profile>"
+    problems = []
+    for key in ("environment", "namespace"):
+        where = source.locations.get((key,))
+        if where is None or where.file != leaf:
+            inherited = f" instead of inheriting {source.data[key]!r} from {where.file}" if where else ""
+            problems.append(Problem(
+                message=f"a deployed profile sets its own {key}{inherited}; a profile that only holds shared "
+                        "values says `abstract: true`", file=leaf, line=1, key=key))
+    env, where = source.data.get("environment"), source.locations.get(("environment",))
+    stated = source.data.get("environment_matches_file_name", True)
+    if isinstance(stated, bool) and stated and where is not None and where.file == leaf and isinstance(env, str) \
+            and env != file_name:
+        problems.append(Problem(
+            message=f"environment {env!r} differs from the file name {file_name!r}: rename the file to {env}.yaml, "
+                    "or state `environment_matches_file_name: false`", file=leaf, line=where.line,
+            column=where.column, key="environment"))
+    for key in NOT_INHERITED:
+        if key in source.data and not isinstance(source.data[key], bool):
+            where = source.locations.get((key,))
+            problems.append(Problem(message=f"must be true or false (got {source.data[key]!r})", file=leaf,
+                                    line=where.line if where else 1, column=where.column if where else None,
+                                    key=key))
+    return problems
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
+    if data.pop("abstract", False) is True:
+        where = source.locations.get(("abstract",))
+        raise ProfileError([Problem(
+            message="this profile is abstract (shared values only): render or deploy a profile that extends it",
+            file=source.files[-1] if source.files else "<profile>", line=where.line if where else 1,
+            column=where.column if where else None, key="abstract")])
+    data.pop("environment_matches_file_name", None)
     data.setdefault("environment", default_environment)
     from .lint import literal_secrets  # a written credential is refused first: no later message may echo it
 
     if secrets := literal_secrets(source):
         raise ProfileError(secrets)
-    problems = _check_postgres_settings(source)
+    problems = _check_postgres_settings(source) + _identity_problems(source, default_environment)
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
@@ -611,6 +646,11 @@ def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Prof
 def json_schema() -> str:
     schema = Profile.model_json_schema()
     schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
+    schema["properties"]["abstract"] = {"type": "boolean", "default": False, "description": (
+        "true: this file only holds values other profiles extend (like base.yaml); it is never rendered and "
+        "is not inherited")}
+    schema["properties"]["environment_matches_file_name"] = {"type": "boolean", "default": True, "description": (
+        "false: allow `environment` to differ from the file name (not inherited)")}
     # Any file may be an overlay (`extends:`) that sets a few keys of a section, so the editor schema
     # requires nothing; required keys are checked on the merged profile by `perfstack validate`.
     for definition in [schema, *schema.get("$defs", {}).values()]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -513,7 +512,7 @@ def _markdown(r: Review) -> str:
     lines = [f"<!-- perfstack-diff:{r.environment} -->",
              f"## perfstack diff `{r.environment}`: {_md(r.base.label)} → {_md(r.head.label)}", "",
              f"**{html.escape(_summary(r))}**", ""]
-    if (line := cost_line(r.cost)) is not None:
+    if r.cost is not None:
         lines += [f"Monthly cost ({html.escape(r.cost['currency'])}, {html.escape(r.cost['note'])}): "
                   + _cost_cells(r.cost), ""]
     for note in r.notes():

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROFILES, REPO, load, run_cli, variant
 from generators import checks
 from generators.cost import HOURS_PER_MONTH, monthly
 from generators.margins import margins
 from generators.review import _md
 from generators.review_export import export
+
+from .conftest import PROFILES, REPO, load, run_cli, variant
 
 
 def git(repo: Path, *args: str) -> str:
