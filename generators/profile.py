@@ -558,10 +558,11 @@ def _version_problem(name: str, source: Source) -> str | None:
 
 
 def _identity_problems(source: Source, file_name: str) -> list[Problem]:
-    """A deployed profile writes its own environment and namespace, and is named after its environment."""
+    """A profile that extends another writes its own environment and namespace (never inherits another
+    environment's identity), and every profile is named after its environment unless it states otherwise."""
     leaf = source.files[-1] if source.files else "<profile>"
     problems = []
-    for key in ("environment", "namespace"):
+    for key in ("environment", "namespace") if len(source.files) > 1 else ():
         where = source.locations.get((key,))
         if where is None or where.file != leaf:
             inherited = f" instead of inheriting {source.data[key]!r} from {where.file}" if where else ""
@@ -599,7 +600,7 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
 
     if secrets := literal_secrets(source):
         raise ProfileError(secrets)
-    problems = _check_postgres_settings(source) + _identity_problems(source, default_environment)
+    problems = _check_postgres_settings(source)
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
@@ -607,6 +608,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
+    if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
+        raise ProfileError(_in_reading_order(identity, source))
     return profile
 
 
