@@ -251,7 +251,8 @@ BAD_PROFILES = {
     "missing-required": ("environment: x\nnamespace: x\n", 1, "hardware"),
     "newline-injection": ('extends: base\npostgres:\n  settings: {application_name: "a\\nfsync = off"}\n', 3,
                           "postgres.settings.application_name"),
-    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n", 3,
+    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n"
+                                  "environment: pool-over-max-connections\nnamespace: x\n", 3,
                                   "pgbouncer.default_pool_size"),
     "file_name_not_an_environment": ("extends: base\n", 1, "environment"),
     "tab-indent": ("extends: base\npostgres:\n\tversion: 16\n", 3, None),
