@@ -214,17 +214,29 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
 
 
 @main.command("diff")
-@click.argument("env_a")
+@click.argument("env_a", required=False)
 @click.argument("env_b", required=False)
 @click.option("--base", "base_ref", metavar="REF", help="Compare ENV at git revision REF (the pull request's base) "
               "with the working tree or --head; each revision renders with its own generators.")
 @click.option("--head", "head_ref", metavar="REF", help="With --base: the head revision (default: the working tree).")
+@click.option("--all", "all_envs", is_flag=True, help="With --base: every profile that is not abstract, in one report.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
 @click.pass_context
 @handles_errors
-def diff_command(ctx: click.Context, env_a: str, env_b: str | None, base_ref: str | None, head_ref: str | None,
-                 fmt: str) -> None:
+def diff_command(ctx: click.Context, env_a: str | None, env_b: str | None, base_ref: str | None,
+                 head_ref: str | None, all_envs: bool, fmt: str) -> None:
     """Differences between two environments (ENV_A ENV_B), or of ENV between two revisions (ENV --base REF)."""
+    if all_envs:
+        if env_a is not None or base_ref is None:
+            raise UsageError("diff --all needs --base REF and no ENV")
+        from .review import format_reviews, review
+
+        folder = _profiles_dir(ctx)
+        results = [review(path.stem, folder, base_ref, head_ref) for path in deployed_profiles(folder)]
+        click.echo(format_reviews(results, fmt), nl=False)
+        sys.exit(max((r.exit_code for r in results), default=0))
+    if env_a is None:
+        raise UsageError("diff needs ENV_A ENV_B, ENV --base REF, or --all --base REF")
     if base_ref is not None or head_ref is not None:
         if env_b is not None or base_ref is None:
             raise UsageError("diff ENV --base REF [--head REF] compares one environment between revisions; "

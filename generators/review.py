@@ -573,3 +573,18 @@ def _cost_cells(cost: dict[str, Any]) -> str:
     return text
 
 
+
+
+def format_reviews(reviews: list[Review], fmt: str) -> str:
+    """Several environments in one report (diff --all): one PR comment, one JSON document."""
+    if fmt == "json":
+        return dump_json({"schema": "perfstack.reviews/v1", "exit_code": max((r.exit_code for r in reviews), default=0),
+                          "environments": [r.to_dict() for r in reviews]})
+    if fmt == "markdown":
+        changed = [r.environment for r in reviews if r.changed]
+        head = ["<!-- perfstack-diff -->", "# perfstack",
+                "", f"{len(changed)} of {len(reviews)} environment(s) change"
+                + (f": {html.escape(', '.join(changed))}" if changed else ""), ""]
+        parts = [_markdown(r).replace(f"<!-- perfstack-diff:{r.environment} -->\n", "") for r in reviews]
+        return "\n".join(head) + "\n" + "\n".join(parts)
+    return "".join(_text(r) for r in reviews)
