@@ -185,7 +185,14 @@ def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
 @handles_errors
 def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) -> None:
     """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY, TARGET or cost)."""
-    bundle = load_bundle(ctx, env)
+    from .checks import margins
+    from .explain import provenance
+    from .profile import load_profile
+    from .render import render
+
+    profile, source = load_profile(env, _profiles_dir(ctx))
+    bundle = render(profile, source)
+    found_margins = margins(profile)
     items = bundle.settings
     if name == "cost" or not name:
         from .cost import format_cost, monthly
@@ -202,13 +209,19 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
             raise UsageError(f"{name}: no such setting in {bundle.profile.environment}"
                              + (f"; did you mean '{hint[0]}'?" if hint else ""))
     if fmt == "json":
-        click.echo(json.dumps([s.explain() for s in items], indent=2, sort_keys=True))
+        click.echo(json.dumps([{**s.explain(), **provenance(s, source, found_margins)} for s in items], indent=2,
+                              sort_keys=True))
         return
     for s in items:
+        why = provenance(s, source, found_margins)
         click.echo(f"{s.name} = {s.text}")
         click.echo(f"  rule:   {s.rule}")
         if s.inputs:
             click.echo("  inputs: " + ", ".join(f"{k}={v}" for k, v in s.inputs.items()))
+        if why["set_by"]:
+            click.echo("  set by: " + ", ".join(f"{k['key']} ({k['where']})" for k in why["set_by"]))
+        for feed in why["feeds"]:
+            click.echo(f"  feeds:  {feed['check']}: {feed['margin']}")
     if not name:
         click.echo(format_cost(cost), nl=False)
 

@@ -14,6 +14,7 @@ import pytest
 
 from generators import output
 from generators.cli import main
+from generators.loader import display_path
 
 from .conftest import PROFILES, REPO, rendered_bundle, run_cli, snapshot
 
@@ -142,6 +143,7 @@ def test_explain_shows_rule_and_inputs() -> None:
         "postgres.shared_buffers = 16GB",
         "  rule:   pgtune: RAM / 4",
         f"  inputs: memory_kb={64 * 1024 * 1024}",
+        f"  set by: hardware.postgres.memory ({display_path(PROFILES / 'prod.yaml')}:8)",
     ]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from generators import checks
 from generators.cost import HOURS_PER_MONTH, monthly
+from generators.loader import display_path
 from generators.margins import margins
 from generators.review import _md
 from generators.review_export import export
@@ -265,3 +266,27 @@ def test_env_vs_env_columns_are_labelled_by_what_was_typed(tmp_path: Path) -> No
     result = run_cli("--profiles-dir", PROFILES, "diff", str(PROFILES / "prod.yaml"), str(other), "--format", "markdown")
     assert result.exit_code == 0
     assert f"| setting | {PROFILES / 'prod.yaml'} | {other} |" in result.stdout
+
+
+# ---------------------------------------------------------------- explain: where and why
+def test_explain_names_the_line_that_set_a_value_and_the_margins_it_feeds() -> None:
+    result = run_cli("--profiles-dir", PROFILES, "explain", "prod", "app.DB_POOL_SIZE", "--format", "json")
+    assert result.exit_code == 0
+    [item] = json.loads(result.stdout)
+    line = next(n for n, text in enumerate((PROFILES / "prod.yaml").read_text().splitlines(), 1) if "db_pool:" in text)
+    assert item["set_by"] == [{"key": "app.db_pool.size", "where": f"{display_path(PROFILES / 'prod.yaml')}:{line}"}]
+    [feed] = item["feeds"]
+    assert feed["check"] == "app_fits_pgbouncer" and "1200 of 4000" in feed["margin"]
+
+
+def test_explain_says_rule_default_for_a_key_no_file_writes() -> None:
+    result = run_cli("--profiles-dir", PROFILES, "explain", "dev", "postgres.max_connections")
+    assert result.exit_code == 0
+    assert "set by: postgres.max_connections (rule default), postgres.workload (" in result.stdout
+    assert "feeds:  pgbouncer_fits_postgres: PostgreSQL server connections: 25 of 197" in result.stdout
+
+
+def test_the_hpa_cpu_target_states_the_request_it_is_relative_to() -> None:
+    result = run_cli("--profiles-dir", PROFILES, "explain", "prod", "autoscaling.api.target_cpu")
+    assert "a share of the CPU request of each app pod, app.requests.cpu" in result.stdout
+    assert "inputs: cpu_request=0.5, scales_above_cores=0.35" in result.stdout
