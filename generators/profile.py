@@ -647,7 +647,9 @@ def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Prof
 
 
 def json_schema() -> str:
-    schema = Profile.model_json_schema()
+    from .schema_docs import apply
+
+    schema = apply(Profile.model_json_schema())
     schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
     schema["properties"]["abstract"] = {"type": "boolean", "default": False, "description": (
         "true: this file only holds values other profiles extend (like base.yaml); it is never rendered and "
