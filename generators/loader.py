@@ -208,13 +208,14 @@ REPLACED_WHOLE: frozenset[Path_] = frozenset({("llm", "model")})
 NOT_INHERITED = ("abstract", "environment_matches_file_name")
 
 
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any], _path: Path_ = ()) -> dict[str, Any]:
-    """Mappings merge deeply (except REPLACED_WHOLE); scalars and lists replace."""
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any], _path: Path_ = (),
+               whole: frozenset[Path_] = REPLACED_WHOLE) -> dict[str, Any]:
+    """Mappings merge deeply (except those at `whole`); scalars and lists replace."""
     merged = dict(base)
     for key, value in overlay.items():
         path = _path + (key,)
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and path not in REPLACED_WHOLE:
-            merged[key] = deep_merge(merged[key], value, path)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and path not in whole:
+            merged[key] = deep_merge(merged[key], value, path, whole)
         else:
             merged[key] = value
     return merged

@@ -305,7 +305,7 @@ def _compare_objects(base: dict[str, Any], head: dict[str, Any]) -> list[Change]
         _flatten(_without_rules(b), "", flat_b)
         fields = tuple((path, *_shown(x, y)) for path, x, y in _pairs(flat_a, flat_b))
         if a.get("kind") == "PrometheusRule" and (a.get("spec") or {}).get("groups") != (b.get("spec") or {}).get("groups"):
-            fields += (("spec.groups", "rules as base", "rules as head (see the alert rules below)"),)
+            fields += (("spec.groups", "rules as base", "rules as head (alert rules are listed by component)"),)
         if fields:
             out.append(Change(component, "object", name, "changed", fields=fields))
     return out
