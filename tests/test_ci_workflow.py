@@ -97,7 +97,9 @@ def test_a_pull_request_gets_a_fresh_check_and_one_comment(repo: Path, env: dict
         assert result.returncode == 0, (name, result.stdout, result.stderr)
     comment = (repo / "perfstack-diff.md").read_text()
     assert comment.startswith("<!-- perfstack-diff -->\n")
-    assert "1 of 2 environment(s) change: prod" in comment
+    deployed = len([p for p in (repo / "profiles").glob("*.yaml") if "abstract: true" not in p.read_text()])
+    assert re.search(rf"^\d of {deployed} environment\(s\) change: (.*, )?prod(,|$)", comment, re.M)
+    assert "dev" not in re.search(r"environment\(s\) change: (.*)", comment).group(1)
     assert "| <code>DB_POOL_SIZE</code> | <code>20</code> | <code>30</code> |" in comment
     assert re.search(r"PgBouncer client connections .*1200 / 4000 .*1400 / 4000", comment)
     assert Path(env["GITHUB_STEP_SUMMARY"]).read_text() == comment
@@ -135,17 +137,17 @@ def test_the_pre_commit_hook(repo: Path, env: dict[str, str]) -> None:
 
 
 def test_an_extra_profile_is_rendered_and_checked_whatever_its_name(repo: Path, env: dict[str, str]) -> None:
-    staging = repo / "profiles" / "staging.yaml"
-    staging.write_text("extends: prod\nenvironment: staging\nnamespace: ai-platform-staging\n")
+    extra = repo / "profiles" / "qa-eu.yaml"
+    extra.write_text("extends: prod\nenvironment: qa-eu\nnamespace: ai-platform-qa-eu\n")
     check = subprocess.run(["perfstack", "render", "--all", "--check"], cwd=repo, env=env, capture_output=True,
                            text=True)
-    assert check.returncode == 1 and "rendered/staging is stale" in check.stdout
+    assert check.returncode == 1 and "rendered/qa-eu is stale" in check.stdout
     assert subprocess.run(["perfstack", "render", "--all"], cwd=repo, env=env, capture_output=True).returncode == 0
-    labels = (repo / "rendered" / "staging" / "kubernetes" / "deployment-llm.yaml").read_text()
-    assert "perfstack.io/environment: staging" in labels and "namespace: ai-platform-staging" in labels
+    labels = (repo / "rendered" / "qa-eu" / "kubernetes" / "deployment-llm.yaml").read_text()
+    assert "perfstack.io/environment: qa-eu" in labels and "namespace: ai-platform-qa-eu" in labels
     assert subprocess.run(["perfstack", "render", "--all", "--check"], cwd=repo, env=env).returncode == 0
     # a rendered folder whose profile is gone is stale too
-    staging.unlink()
+    extra.unlink()
     orphan = subprocess.run(["perfstack", "render", "--all", "--check"], cwd=repo, env=env, capture_output=True,
                             text=True)
-    assert orphan.returncode == 1 and "rendered/staging has no profile" in orphan.stdout
+    assert orphan.returncode == 1 and "rendered/qa-eu has no profile" in orphan.stdout

@@ -224,9 +224,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_unknown_environment_exit_2(tmp_path: Path) -> None:
-    result = run_cli("--profiles-dir", PROFILES, "render", "staging", "--out", tmp_path / "out")
+    # not "staging": that is the obvious name of a real profile someone adds (every profile is rendered)
+    result = run_cli("--profiles-dir", PROFILES, "render", "no-such-env", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert "staging.yaml: profile not found" in result.stderr
+    assert "no-such-env.yaml: profile not found" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
