@@ -558,11 +558,12 @@ def _version_problem(name: str, source: Source) -> str | None:
 
 
 def _identity_problems(source: Source, file_name: str) -> list[Problem]:
-    """A profile that extends another writes its own environment and namespace (never inherits another
-    environment's identity), and every profile is named after its environment unless it states otherwise."""
+    """Every profile writes its own namespace, one that extends another also its own environment (never
+    another environment's identity), and every profile is named after its environment unless it says otherwise.
+    A profile without a parent may leave `environment` to its file name."""
     leaf = source.files[-1] if source.files else "<profile>"
     problems = []
-    for key in ("environment", "namespace") if len(source.files) > 1 else ():
+    for key in ("environment", "namespace") if len(source.files) > 1 else ("namespace",):
         where = source.locations.get((key,))
         if where is None or where.file != leaf:
             inherited = f" instead of inheriting {source.data[key]!r} from {where.file}" if where else ""

@@ -288,10 +288,15 @@ def test_non_obvious_values_carry_a_comment(name: str) -> None:
 
 
 def test_environment_defaults_to_the_file_name_only_without_a_parent(tmp_path: Path) -> None:
-    assert load(str(write(tmp_path, "staging-2", HARDWARE))).environment == "staging-2"
-    [(file, line, _, key, message)] = problems(write(tmp_path, "my_env", HARDWARE))
+    assert load(str(write(tmp_path, "staging-2", "namespace: s\n" + HARDWARE))).environment == "staging-2"
+    [(file, line, _, key, message)] = problems(write(tmp_path, "my_env", "namespace: s\n" + HARDWARE))
     assert (file, line, key) == ("my_env.yaml", 1, "environment")
     assert "defaults to the file name 'my_env'" in message and "set `environment:`" in message
+
+
+def test_a_profile_without_a_namespace_is_refused(tmp_path: Path) -> None:
+    [(file, line, _, key, message)] = problems(write(tmp_path, "solo", HARDWARE))
+    assert (file, line, key) == ("solo.yaml", 1, "namespace") and "sets its own namespace" in message
 
 
 def test_a_child_cannot_inherit_another_environments_identity(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from generators.loader import Source
+from generators.loader import Location, Source
 from generators.profile import json_schema, profile_from_source
 
 from .conftest import PROFILES
@@ -49,7 +49,8 @@ def test_the_section_defaults_load_as_a_profile() -> None:
             if isinstance(prop.get("default"), dict)}
     data.update({"environment": "x", "namespace": "x",
                  "hardware": {"postgres": {"memory": "4GiB"}, "redis": {"memory": "1GiB"}}})
-    profile = profile_from_source(Source(data=data, files=["x.yaml"]), "x")
+    written = {(key,): Location("x.yaml", 1, 1) for key in ("environment", "namespace")}
+    profile = profile_from_source(Source(data=data, locations=written, files=["x.yaml"]), "x")
     assert profile.app.db_pool.timeout == 30_000 and profile.autoscaling.api.scale_down_stabilization == 300_000
 
 
