@@ -344,7 +344,7 @@ def _compare_alerts(base: dict[str, Any], head: dict[str, Any]) -> list[Change]:
             out.append(Change(component, "alert", name, _status(a, b), base=None if a is None else text,
                               head=None if b is None else text))
             continue
-        fields = []
+        fields: list[tuple[str, str | None, str | None]] = []
         expr_a, expr_b = str(a.get("expr")), str(b.get("expr"))
         ns_a, ns_b = base.get("namespace"), head.get("namespace")
         if ns_a != ns_b and expr_a.replace(f'namespace="{ns_a}"', f'namespace="{ns_b}"') == expr_b:
