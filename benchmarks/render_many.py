@@ -59,8 +59,8 @@ def breakdown(env: str, profiles_dir: Path) -> dict[str, float]:
     started = time.perf_counter()
     from generators import k8s
     from generators.output import write_bundle
-    from generators.profile import load_profile
     from generators.render import TARGETS, render
+    from generators.validation import load_profile
 
     importlib.import_module("generators.cli")
     targets = {name: importlib.import_module(f"generators.{name}") for name in TARGETS}

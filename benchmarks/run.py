@@ -46,8 +46,9 @@ from generators.bench import (
     run_pgbench,
     run_redis_benchmark,
 )
-from generators.profile import Hardware, load_profile
+from generators.profile import Hardware
 from generators.render import render
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map
 from .profile import Profile
 
 TARGET = "app"
-ENV_FILE = "app/performance.env"
+ENV_FILE = paths.APP_ENV
 
 
 def config_map_name(profile: Profile) -> str:

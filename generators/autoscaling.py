@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .k8s import LLM_SERVER, dump_yaml, metadata
 from .profile import Profile
 
 TARGET = "autoscaling"
-ADAPTER_RULES = "autoscaling/prometheus-adapter-rules.yaml"
+ADAPTER_RULES = paths.ADAPTER_RULES
 
 # API scale-up: Kubernetes' own default, pinned: double, or add 4 pods, every 15 s, whichever is more.
 API_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",

@@ -40,8 +40,8 @@ def _profiles_dir(ctx: click.Context) -> Path:
 
 
 def load_bundle(ctx: click.Context, env: str) -> Any:
-    from .profile import load_profile
     from .render import render
+    from .validation import load_profile
 
     profile, source = load_profile(env, _profiles_dir(ctx))
     return render(profile, source)
@@ -156,16 +156,14 @@ def _render_all(ctx: click.Context, out: Path | None, check: bool) -> None:
 def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
     """Load, type-check and run the cross-component checks on each ENV."""
     from .errors import ProfileError
-    from .lint import lint
-    from .profile import load_profile
     from .render import render
+    from .validation import load_profile
 
     problems: list[str] = []
     for env in envs:
         try:
             profile, source = load_profile(env, _profiles_dir(ctx))
-            findings = render(profile, source).warnings  # the checks' findings and the generators' warnings
-            lint(profile, source)
+            findings = render(profile, source).warnings  # the one gate: checks, lint, the generators' warnings
         except ProfileError as exc:
             problems.append(str(exc))
             continue
@@ -187,12 +185,12 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
     """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY, TARGET or cost)."""
     from .checks import margins
     from .explain import provenance
-    from .profile import load_profile
-    from .render import render
+    from .render import config_parts, render
+    from .validation import load_profile
 
     profile, source = load_profile(env, _profiles_dir(ctx))
     bundle = render(profile, source)
-    found_margins = margins(profile)
+    found_margins = margins(profile, config_parts(profile))
     items = bundle.settings
     if name == "cost" or not name:
         from .cost import format_cost, monthly
@@ -296,7 +294,7 @@ def bench_command(ctx: click.Context, env: str, local_hardware: bool, scale: int
                   clients: int | None, script: str, fmt: str) -> None:
     """Load local PostgreSQL, PgBouncer and Redis started from ENV's rendered files; exit 1 when an SLO is missed."""
     from .bench import BenchOptions, format_report, run_bench
-    from .profile import load_profile
+    from .validation import load_profile
 
     profile, _source = load_profile(env, _profiles_dir(ctx))
     live = sys.stderr.isatty()

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .k8s import CHECKSUM_ANNOTATION, LLM_SERVER, checksum_of, config_map, labels, metadata
 from .profile import Llm, Profile
@@ -476,12 +476,13 @@ def render(profile: Profile) -> Part:
     if profile.llm.server == "vllm":
         server = vllm_settings(profile)
         args = vllm_args(server)
-        files = {"llm/vllm.args": vllm_args_file(profile, server)}
-        config = {"vllm.args": files["llm/vllm.args"]}
+        files = {paths.VLLM_ARGS: vllm_args_file(profile, server)}
+        config = {"vllm.args": files[paths.VLLM_ARGS]}
     else:
         server = ollama_settings(profile)
         args = []
-        files = {"llm/ollama.env": env_file(profile, server)}
+        files = {paths.OLLAMA_ENV: env_file(profile, server)}
         config = {s.key: s.text for s in server}
     items = [*budget_settings(profile), *server, *probe_settings(profile)]
-    return Part(settings=items, files=files, objects=objects(profile, config, args))
+    return Part(settings=items, files=files, objects=objects(profile, config, args),
+                derived={"gpu_budget": gpu_budget(profile), "startup_probe": startup_probe(profile)})

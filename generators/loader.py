@@ -1,6 +1,6 @@
 """Read profile YAML into plain data plus the source location of every key.
 
-The loader only reads and returns data; `profile.load_profile` validates it. Overlays follow one
+The loader only reads and returns data; `validation.load_profile` validates it. Overlays follow one
 explicit order: a profile's `extends:` parent first, then the profile itself on top (mappings
 merge deeply, scalars and lists replace).
 """
@@ -52,6 +52,30 @@ class Source:
             if not path:
                 return None
             path = path[:-1]
+
+    def problem(self, keys: list[str] | tuple[str, ...], message: str) -> Problem:
+        """The one locator: (keys, message) -> a `file:line:col: key: message` problem.
+
+        Points at the first key the profile itself wrote (the last file of the extends chain), else the
+        first key written anywhere, else the nearest written parent of the first key, else the file.
+        """
+        paths = [split_key(k) for k in keys]
+        own = self.files[-1] if self.files else None
+        written = [(path, loc) for path in paths if (loc := self.locations.get(path)) is not None]
+        chosen = next((path for path, loc in written if loc.file == own), written[0][0] if written else None)
+        return self.problem_at(chosen if chosen is not None else (paths[0] if paths else ()), message)
+
+    def problem_at(self, path: Path_, message: str) -> Problem:
+        """A problem at key `path` (or its nearest written parent; a key written nowhere is the file's)."""
+        where = self.locate(path)
+        file = where.file if where else (self.files[-1] if self.files else "<profile>")
+        return Problem(message=message, file=file, line=where.line if where else 1,
+                       column=where.column if where else None, key=dotted(path))
+
+
+def split_key(key: str) -> Path_:
+    """'postgres.settings.work_mem' -> ('postgres', 'settings', 'work_mem'); list indexes become ints."""
+    return tuple(int(p) if p.isdigit() else p for p in key.split(".")) if key else ()
 
 
 def display_path(path: Path) -> str:

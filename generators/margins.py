@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import llm, pgbouncer, postgres, redis, units
+from . import units
+from .bundle import Parts
 from .profile import Profile
 
 
@@ -80,57 +81,66 @@ def _timeout(ms: int) -> float:
     return math.inf if ms == 0 else ms
 
 
-def margins(profile: Profile) -> list[Margin]:
-    """Every capacity and timeout margin of the profile, in the order of checks.CHECKS."""
-    from .checks import HPA_MAX_STABILIZATION_MS, REDIS_MAXMEMORY_SHARE
+def margins(profile: Profile, parts: Parts) -> list[Margin]:
+    """Every capacity and timeout margin, from the rendered values the checks read (checks.CHECKS' order)."""
+    from .checks import HPA_MAX_STABILIZATION_MS, REDIS_MAXMEMORY_SHARE, TIMEOUT_ORDER
 
     found: list[Margin] = []
     pb = profile.pgbouncer
-    max_conn = postgres.max_connections(postgres.Inputs.from_profile(profile)).value
-    found.append(Margin("pgbouncer_fits_postgres", "PostgreSQL server connections", pgbouncer.server_connections(profile),
-                        max_conn - profile.postgres.superuser_reserved_connections, "connections",
-                        ("pgbouncer.default_pool_size", "pgbouncer.reserve_pool_size", "pgbouncer.replicas",
-                         "postgres.max_connections")))
-    pool = profile.app.db_pool
+    found.append(Margin("pgbouncer_fits_postgres", "PostgreSQL server connections",
+                        parts.pgbouncer.derived["server_connections"],
+                        parts.postgres.value("max_connections") - parts.postgres.value("superuser_reserved_connections"),
+                        "connections", ("pgbouncer.default_pool_size", "pgbouncer.reserve_pool_size",
+                                        "pgbouncer.replicas", "postgres.max_connections")))
     found.append(Margin("app_fits_pgbouncer", "PgBouncer client connections",
-                        profile.autoscaling.api.max_replicas * (pool.size + pool.max_overflow),
-                        pb.max_client_conn * pb.replicas, "connections",
+                        parts.autoscaling.value("api.max_replicas")
+                        * (parts.app.value("DB_POOL_SIZE") + parts.app.value("DB_MAX_OVERFLOW")),
+                        parts.pgbouncer.value("max_client_conn") * pb.replicas, "connections",
                         ("app.db_pool.size", "app.db_pool.max_overflow", "autoscaling.api.max_replicas",
                          "pgbouncer.max_client_conn", "pgbouncer.replicas")))
+    found.append(_postgres_memory(profile, parts))
     num, den = REDIS_MAXMEMORY_SHARE[profile.redis.persistence]
-    found.append(Margin("redis_fits_memory", "Redis maxmemory", redis.maxmemory_bytes(profile),
+    found.append(Margin("redis_fits_memory", "Redis maxmemory", parts.redis.value("maxmemory"),
                         profile.hardware.redis.memory * num // den, "bytes",
                         ("redis.maxmemory", "hardware.redis.memory", "redis.persistence")))
     if profile.llm is not None and profile.hardware.gpu is not None:
-        b = llm.gpu_budget(profile)
+        b = parts.llm.derived["gpu_budget"]
         found.append(Margin("llm_fits_gpu", "KV-cache tokens", b.tokens_wanted, b.kv_cache_tokens, "tokens",
                             ("llm.max_num_seqs", "llm.max_model_len", "llm.gpu_memory_utilization",
                              "hardware.gpu.memory")))
+        probe = parts.llm.derived["startup_probe"]
         found.append(Margin("llm_startup_covers_load_time", "LLM startup probe", profile.llm.load_time,
-                            llm.startup_budget_ms(profile), "ms", ("llm.load_time", "llm.startup_timeout")))
+                            probe["failureThreshold"] * probe["periodSeconds"] * 1000, "ms",
+                            ("llm.load_time", "llm.startup_timeout")))
     if profile.llm is not None:
         found.append(Margin("llm_scale_down_covers_keep_alive", "LLM scale-down stabilization",
                             profile.llm.keep_alive, profile.autoscaling.llm.scale_down_stabilization, "ms",
                             ("llm.keep_alive", "autoscaling.llm.scale_down_stabilization")))
     for name in ("api", "llm"):
-        key = f"autoscaling.{name}.scale_down_stabilization"
         found.append(Margin("hpa_stabilization_within_limit", f"{name} HPA stabilization window",
                             getattr(profile.autoscaling, name).scale_down_stabilization, HPA_MAX_STABILIZATION_MS,
-                            "ms", (key,)))
-    http, query = profile.app.http.timeout, pb.query_timeout
-    if not (http == 0 and query == 0):
-        found.append(Margin("http_timeout_above_query_timeout", "app HTTP timeout over PgBouncer query_timeout",
-                            _timeout(query), _timeout(http), "ms", ("pgbouncer.query_timeout", "app.http.timeout"),
-                            strict=True))
-    statement = profile.postgres.statement_timeout
-    found.append(Margin("query_timeout_covers_statement_timeout", "PgBouncer query_timeout over statement_timeout",
-                        _timeout(statement), _timeout(query), "ms",
-                        ("postgres.statement_timeout", "pgbouncer.query_timeout")))
-    if profile.llm is not None:
-        found.append(Margin("llm_timeout_covers_slo", "LLM request timeout over the latency SLO",
-                            profile.slo.llm_latency_p95, _timeout(profile.llm.request_timeout), "ms",
-                            ("slo.llm_latency_p95", "llm.request_timeout")))
-    found.append(Margin("db_query_slo_within_statement_timeout", "statement_timeout over the DB-query SLO",
-                        profile.slo.db_query_p95, _timeout(statement), "ms",
-                        ("slo.db_query_p95", "postgres.statement_timeout")))
+                            "ms", (f"autoscaling.{name}.scale_down_stabilization",)))
+    for order in TIMEOUT_ORDER:  # the same table, read by the same functions, as checks.timeouts_nest
+        outer, inner = order.outer.read(profile, parts), order.inner.read(profile, parts)
+        if outer is None or inner is None or (order.strict and outer == 0 and inner == 0):
+            continue
+        o = _timeout(outer) if order.outer.zero_is_unbounded else outer
+        i = _timeout(inner) if order.inner.zero_is_unbounded else inner
+        found.append(Margin(order.check, f"{order.outer.key} over {order.inner.key}", i, o, "ms",
+                            (order.inner.key, order.outer.key), strict=order.strict))
     return found
+
+
+def _postgres_memory(profile: Profile, parts: Parts) -> Margin:
+    from .checks import PG_AUTOVACUUM_DEFAULT_WORKERS
+
+    pg = parts.postgres
+    workers_setting = pg.get("autovacuum_max_workers")
+    workers = workers_setting.value if workers_setting else PG_AUTOVACUUM_DEFAULT_WORKERS
+    av_setting = pg.get("autovacuum_work_mem")
+    maint = pg.value("maintenance_work_mem")
+    av = av_setting.value if av_setting and av_setting.value != -1 else maint
+    used_kb = pg.value("shared_buffers") + pg.value("work_mem") * pg.value("max_connections") + maint + workers * av
+    return Margin("postgres_fits_memory", "PostgreSQL memory", used_kb * 1024,
+                  profile.hardware.postgres.memory // 1024 * 1024, "bytes",
+                  ("hardware.postgres.memory", "postgres.max_connections", "postgres.settings"))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
 
 TARGET = "pgbouncer"
-AUTH_FILE = "/etc/pgbouncer/userlist.txt"  # mounted from the Kubernetes Secret; never rendered
-TLS_CERT_FILE = "/etc/pgbouncer/tls.crt"  # mounted from the kubernetes.io/tls Secret secrets.pgbouncer_tls
-TLS_KEY_FILE = "/etc/pgbouncer/tls.key"
+AUTH_FILE = paths.PGBOUNCER_AUTH_FILE  # mounted from the Kubernetes Secret; never rendered
+TLS_CERT_FILE = paths.PGBOUNCER_TLS_CERT_FILE
+TLS_KEY_FILE = paths.PGBOUNCER_TLS_KEY_FILE
 AUTH_QUERY = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
 
@@ -79,4 +79,5 @@ def server_connections(profile: Profile) -> int:
 def render(profile: Profile) -> Part:
     items = settings(profile)
     ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile))
-    return Part(settings=items, files={"pgbouncer/pgbouncer.ini": ini})
+    return Part(settings=items, files={paths.PGBOUNCER_INI: ini},
+                derived={"server_connections": server_connections(profile)})

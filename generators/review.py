@@ -132,13 +132,15 @@ def render_revision(env: str, profiles_dir: Path, ref: str) -> Side:
 
 def _margins_with_this_code(env: str, profiles_dir: Path) -> tuple[list[dict[str, Any]] | None, str]:
     from .checks import margins
-    from .profile import load_profile
+    from .render import config_parts
+    from .validation import load_profile
 
     try:
         profile, _source = load_profile(env, profiles_dir)
+        found = margins(profile, config_parts(profile))
     except PerfstackError as exc:
         return None, f"this revision's code cannot load its profile, so its margins are not shown ({exc})"
-    return [m.to_dict() for m in margins(profile)], "computed by this revision's checks from its profile"
+    return [m.to_dict() for m in found], "computed by this revision's checks from its profile"
 
 
 def render_working_tree(env: str, profiles_dir: Path) -> Side:

@@ -1,7 +1,7 @@
 """The core workloads as Kubernetes objects: the namespace, PgBouncer, Redis and PostgreSQL.
 
 Each object carries a file another target rendered (pgbouncer.ini, redis.conf, postgresql.conf),
-read through that target's pure `render(profile)`; this module only wraps them for the cluster.
+read from the config stage's parts (never rendered again); this module only wraps them for the cluster.
 No password appears here: Secrets are created by the Pulumi program from secret stack config;
 the objects below refer to them by name (profile.secrets) and key.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from . import pgbouncer, postgres, redis, units
-from .bundle import Finding, Part, Setting
+from . import paths, units
+from .bundle import Finding, Part, Parts, Setting
 from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
 from .profile import Profile
 
@@ -112,11 +112,11 @@ def _tcp_probes(port_name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- pgbouncer
-def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
+def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     pb = profile.pgbouncer
-    ini = pgbouncer.render(profile).files["pgbouncer/pgbouncer.ini"]
+    ini = parts.pgbouncer.files[paths.PGBOUNCER_INI]
     data = {"pgbouncer.ini": ini}
-    config_dir = posixpath.dirname(pgbouncer.AUTH_FILE)
+    config_dir = posixpath.dirname(paths.PGBOUNCER_AUTH_FILE)
     secret = profile.secrets.postgres_password.secret
     container = {
         "name": "pgbouncer",
@@ -130,12 +130,12 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
     }
     volume = {"name": "config", "projected": {"sources": [
         {"configMap": {"name": "pgbouncer", "items": [{"key": "pgbouncer.ini", "path": "pgbouncer.ini"}]}},
-        {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(pgbouncer.AUTH_FILE)}]}},
+        {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(paths.PGBOUNCER_AUTH_FILE)}]}},
     ]}}
     if pb.client_tls:
         volume["projected"]["sources"].append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
-            {"key": "tls.crt", "path": posixpath.basename(pgbouncer.TLS_CERT_FILE)},
-            {"key": "tls.key", "path": posixpath.basename(pgbouncer.TLS_KEY_FILE)}]}})
+            {"key": "tls.crt", "path": posixpath.basename(paths.PGBOUNCER_TLS_CERT_FILE)},
+            {"key": "tls.key", "path": posixpath.basename(paths.PGBOUNCER_TLS_KEY_FILE)}]}})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(profile, "pgbouncer", "pgbouncer"),
         "spec": {
@@ -151,13 +151,14 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- redis
-def redis_storage(profile: Profile) -> Setting | None:
+def redis_storage(profile: Profile, parts: Parts) -> Setting | None:
     if profile.redis.persistence == "none":
         return None
-    size = _round_up_gib(REDIS_STORAGE_FACTOR * redis.maxmemory_bytes(profile))
+    maxmemory = parts.redis.value("maxmemory")
+    size = _round_up_gib(REDIS_STORAGE_FACTOR * maxmemory)
     return _setting("redis.storage", size, quantity(size),
                     f"{REDIS_STORAGE_FACTOR} x maxmemory, rounded up to GiB: a save or rewrite writes a new file "
-                    "beside the old one", maxmemory=units.format_size_human(redis.maxmemory_bytes(profile)),
+                    "beside the old one", maxmemory=units.format_size_human(maxmemory),
                     persistence=profile.redis.persistence)
 
 
@@ -169,9 +170,9 @@ def redis_resources(profile: Profile) -> Setting:
                     cpus=hw.cpus, memory=units.format_size_human(hw.memory))
 
 
-def redis_objects(profile: Profile) -> list[dict[str, Any]]:
+def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     r = profile.redis
-    conf = redis.render(profile).files["redis/redis.conf"]
+    conf = parts.redis.files[paths.REDIS_CONF]
     data = {"redis.conf": conf}
     secret = profile.secrets.redis_password
     resources = redis_resources(profile).value
@@ -189,7 +190,7 @@ def redis_objects(profile: Profile) -> list[dict[str, Any]]:
         **_tcp_probes("redis"),
     }
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": "redis"}}]
-    storage = redis_storage(profile)
+    storage = redis_storage(profile, parts)
     spec: dict[str, Any] = {"replicas": 1, "selector": {"matchLabels": _selector(profile, "redis")}}
     if storage is None:
         # A cache without persistence: a Deployment; Recreate so two pods never share the name.
@@ -220,11 +221,11 @@ def postgres_storage(profile: Profile) -> Setting:
                     data_size=units.format_size_human(data_size))
 
 
-def cnpg_parameters(profile: Profile) -> tuple[dict[str, str], list[str]]:
+def cnpg_parameters(parts: Parts) -> tuple[dict[str, str], list[str]]:
     """Rendered PostgreSQL settings as CloudNativePG parameters, and the names the operator manages itself."""
     params: dict[str, str] = {}
     dropped: list[str] = []
-    for s in postgres.settings(profile):
+    for s in parts.postgres.settings:
         if s.key in CNPG_MANAGED:
             dropped.append(s.key)
         else:
@@ -232,14 +233,14 @@ def cnpg_parameters(profile: Profile) -> tuple[dict[str, str], list[str]]:
     return dict(sorted(params.items())), dropped
 
 
-def postgres_objects(profile: Profile) -> tuple[list[dict[str, Any]], list[Finding]]:
+def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any]], list[Finding]]:
     if profile.kubernetes.postgres == "external":
-        files = postgres.render(profile).files
-        data = {"postgresql.conf": files["postgres/postgresql.conf"],
-                "alter_system.sql": files["postgres/alter_system.sql"]}
+        files = parts.postgres.files
+        data = {"postgresql.conf": files[paths.POSTGRESQL_CONF],
+                "alter_system.sql": files[paths.ALTER_SYSTEM_SQL]}
         return [config_map(profile, POSTGRES_SETTINGS_CONFIG_MAP, "postgres", data)], []
     hw = profile.hardware.postgres
-    params, dropped = cnpg_parameters(profile)
+    params, dropped = cnpg_parameters(parts)
     resources = {"memory": quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
     database = profile.pgbouncer.databases[0]
     cluster = {
@@ -273,12 +274,12 @@ def postgres_objects(profile: Profile) -> tuple[list[dict[str, Any]], list[Findi
     return objects, warnings
 
 
-def render(profile: Profile) -> Part:
-    pg_objects, warnings = postgres_objects(profile)
+def render(profile: Profile, parts: Parts) -> Part:
+    pg_objects, warnings = postgres_objects(profile, parts)
     settings = [redis_resources(profile)]
-    if (storage := redis_storage(profile)) is not None:
+    if (storage := redis_storage(profile, parts)) is not None:
         settings.append(storage)
     if profile.kubernetes.postgres == "cloudnativepg":
         settings.append(postgres_storage(profile))
-    objects = [namespace(profile), *pgbouncer_objects(profile), *redis_objects(profile), *pg_objects]
+    objects = [namespace(profile), *pgbouncer_objects(profile, parts), *redis_objects(profile, parts), *pg_objects]
     return Part(settings=settings, objects=objects, warnings=warnings)

@@ -16,12 +16,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from generators import workloads
+from generators import paths, workloads
 from generators.bundle import Bundle
 from generators.errors import PerfstackError
 from generators.k8s import metadata
-from generators.profile import Profile, load_profile
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import load_profile
 
 from . import kinds
 from .stack import PROJECT, StackSettings, apply, profile_path
@@ -135,7 +136,7 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
         "postgres": profile.kubernetes.postgres,
     }
     if profile.kubernetes.postgres == "external":
-        outputs["alterSystemSql"] = bundle.files["postgres/alter_system.sql"]
+        outputs["alterSystemSql"] = bundle.files[paths.ALTER_SYSTEM_SQL]
     return Deployment(bundle, components, credentials, outputs)
 
 

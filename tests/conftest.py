@@ -16,8 +16,9 @@ from click.testing import CliRunner, Result
 from generators.bundle import Bundle
 from generators.cli import main
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, load_profile, profile_from_source
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import load_profile, profile_from_source
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"

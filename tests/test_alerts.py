@@ -13,8 +13,9 @@ import yaml
 
 from generators import alerts, metrics, pgbouncer, postgres, redis, units
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, profile_from_source
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import profile_from_source
 
 from .conftest import PROFILES, REPO, load, run_cli
 

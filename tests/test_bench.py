@@ -27,8 +27,8 @@ from generators.bench import (
     parse_redis_benchmark_csv,
     percentile,
 )
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PERFSTACK = ["perfstack"] if shutil.which("perfstack") else [

@@ -144,6 +144,7 @@ def test_explain_shows_rule_and_inputs() -> None:
         "  rule:   pgtune: RAM / 4",
         f"  inputs: memory_kb={64 * 1024 * 1024}",
         f"  set by: hardware.postgres.memory ({display_path(PROFILES / 'prod.yaml')}:8)",
+        "  feeds:  postgres_fits_memory: PostgreSQL memory: 42.81GiB of 64GiB (67 % used, headroom 33 %)",
     ]
 
 

@@ -14,8 +14,9 @@ import yaml
 
 from generators import alerts, dashboards, metrics
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, profile_from_source
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import profile_from_source
 
 from .conftest import PROFILES, REPO, load
 

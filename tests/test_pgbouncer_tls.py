@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from generators import localservers, pgbouncer, workloads
-from generators.profile import load_profile
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import pytest
 
 from generators.errors import ProfileError
 from generators.pgversions import version_problem
-from generators.profile import load_profile
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,9 @@ from ruamel.yaml import YAML
 
 from generators.errors import ProfileError
 from generators.loader import deep_merge, load_source
-from generators.profile import json_schema, load_profile
+from generators.profile import json_schema
 from generators.units import GIB
+from generators.validation import load_profile
 
 from .conftest import PROFILES, load, run_cli
 

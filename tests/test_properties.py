@@ -44,8 +44,8 @@ from generators.bundle import Bundle
 from generators.errors import ProfileError
 from generators.lint import lint
 from generators.pgversions import PARAMETER_SINCE, PARAMETER_UNTIL, VALUE_SINCE
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
 
 from .strategies import profile_documents
 from .test_kubernetes_objects import validate as validate_object

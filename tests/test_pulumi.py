@@ -23,8 +23,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from generators.errors import ProfileError
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
 from infra import kinds
 from infra.program import deploy
 from infra.stack import StackSettings, apply

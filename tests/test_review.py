@@ -14,6 +14,7 @@ from generators import checks
 from generators.cost import HOURS_PER_MONTH, monthly
 from generators.loader import display_path
 from generators.margins import margins
+from generators.render import config_parts
 from generators.review import _md
 from generators.review_export import export
 
@@ -214,16 +215,18 @@ def test_markdown_cells_escape_profile_text() -> None:
 ])
 def test_a_check_fails_exactly_when_its_margin_is_exceeded(overrides: dict) -> None:
     profile = variant("prod", overrides)
-    failed = {f.check for f in checks.run(profile)}
-    found = margins(profile)
-    assert {m.check for m in found} <= {c.__name__ for c in checks.CHECKS}
+    parts = config_parts(profile)
+    failed = {f.check for f in checks.run(profile, parts)}
+    found = margins(profile, parts)
+    assert {m.check for m in found} <= {c.__name__ for c in checks.CHECKS} | {o.check for o in checks.TIMEOUT_ORDER}
     for check in {m.check for m in found}:  # a check with several margins (one per HPA) fails when any is exceeded
         exceeded = [m.summary() for m in found if m.check == check and m.exceeded]
         assert bool(exceeded) == (check in failed), (check, exceeded, failed)
 
 
 def test_margins_carry_both_sides() -> None:
-    m = {x.check: x for x in checks.margins(load("prod"))}["app_fits_pgbouncer"]
+    profile = load("prod")
+    m = {x.check: x for x in checks.margins(profile, config_parts(profile))}["app_fits_pgbouncer"]
     assert (m.used, m.limit, m.headroom) == (1200, 4000, 0.7)
     assert m.summary() == "PgBouncer client connections: 1200 of 4000 connections (30 % used, headroom 70 %)"
 

@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 
 from generators.loader import Location, Source
-from generators.profile import json_schema, profile_from_source
+from generators.profile import json_schema
+from generators.validation import profile_from_source
 
 from .conftest import PROFILES
 

@@ -30,8 +30,8 @@ import pytest
 from generators.bundle import Bundle
 from generators.lint import findings, is_production, lint, literal_secrets
 from generators.loader import Source
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
 
 from .conftest import PROFILES, variant
 from .test_pulumi import MAIN, Recorder, stack_config

@@ -25,7 +25,8 @@ from redis.retry import Retry
 
 from generators import localservers, pgbouncer, postgres, redis, units, workloads
 from generators.k8s import CHECKSUM_ANNOTATION, checksum_of
-from generators.profile import Profile, load_profile
+from generators.profile import Profile
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.33"
