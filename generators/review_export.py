@@ -35,15 +35,23 @@ def _alerts(text: str | None) -> list[dict[str, Any]]:
 def export(env: str, profiles_dir: Path) -> dict[str, Any]:
     """Render ENV from profiles_dir with the generators importable here; a missing profile is `missing`."""
     from generators import checks
+    from generators import render as stages
     from generators.loader import resolve_profile_path
-    from generators.profile import load_profile
-    from generators.render import render
+
+    try:  # where a revision keeps load_profile: validation.py since the stage graph, profile.py before
+        from generators.validation import load_profile
+    except ImportError:
+        from generators.profile import load_profile  # type: ignore[attr-defined,no-redef]
 
     if not resolve_profile_path(env, profiles_dir).exists():
         return {"schema": SCHEMA, "missing": True}
     profile, source = load_profile(env, profiles_dir)
-    bundle = render(profile, source)
+    bundle = stages.render(profile, source)
     margins = getattr(checks, "margins", None)
+    if margins is not None and hasattr(stages, "config_parts"):
+        found = margins(profile, stages.config_parts(profile))
+    else:
+        found = margins(profile) if margins is not None else None
     return {
         "schema": SCHEMA,
         "missing": False,
@@ -55,7 +63,7 @@ def export(env: str, profiles_dir: Path) -> dict[str, Any]:
         "objects": bundle.objects,
         "files": {path: hashlib.sha256(text.encode()).hexdigest() for path, text in bundle.files.items()},
         "alerts": _alerts(bundle.files.get("prometheus/alerts.yaml")),
-        "margins": [m.to_dict() for m in margins(profile)] if margins else None,
+        "margins": None if found is None else [m.to_dict() for m in found],
         "warnings": [str(w) for w in bundle.warnings],
     }
 
