@@ -453,6 +453,9 @@ def _summary(r: Review) -> str:
     parts = [f"{n} {words[k]}{'s' if n != 1 else ''}" for k, n in counts.items()]
     if not r.changed:
         head = "nothing changed"
+    elif not r.changes:
+        head = f"no setting value, object or alert rule changed; {len(r.files)} rendered file(s) differ " \
+            "(rules or explanations)"
     else:
         head = (", ".join(parts) or "no setting or object") + f" changed in {len(r.components())} component(s); " \
             f"{len(r.files)} rendered file(s) differ"
