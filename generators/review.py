@@ -291,10 +291,12 @@ def _compare_objects(base: dict[str, Any], head: dict[str, Any]) -> list[Change]
         return {f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}": o for o in snapshot.get("objects") or []}
 
     left, right = index(base), index(head)
+    apps = {((s.get("profile") or {}).get("app") or {}).get("deployment") for s in (base, head)} - {None}
     out = []
     for name in dict.fromkeys([*left, *right]):
         a, b = left.get(name), right.get(name)
         component = _component_of(b or a or {})
+        component = "app" if component in apps else component  # the app's ConfigMap and HPA sit with its settings
         if a is None or b is None:
             obj = b or a or {}
             summary = _object_summary(obj)
@@ -336,11 +338,13 @@ def _compare_alerts(base: dict[str, Any], head: dict[str, Any]) -> list[Change]:
         return {f"{r['group']}/{r['alert']}": r for r in snapshot.get("alerts") or []}
 
     left, right = index(base), index(head)
+    apps = {"api"} | {((s.get("profile") or {}).get("app") or {}).get("deployment") for s in (base, head)} - {None}
     out = []
     for name in dict.fromkeys([*left, *right]):
         a, b = left.get(name), right.get(name)
         rule = b or a or {}
         component = str((rule.get("labels") or {}).get("component") or "alerts")
+        component = "app" if component in apps else component
         if a is None or b is None:
             text = f"for {rule.get('for')}: {rule.get('expr')}"
             out.append(Change(component, "alert", name, _status(a, b), base=None if a is None else text,
@@ -455,6 +459,9 @@ def _summary(r: Review) -> str:
     parts = [f"{n} {words[k]}{'s' if n != 1 else ''}" for k, n in counts.items()]
     if not r.changed:
         head = "nothing changed"
+    elif not r.changes:
+        head = f"no setting value, object or alert rule changed; {len(r.files)} rendered file(s) differ " \
+            "(rules or explanations)"
     else:
         head = (", ".join(parts) or "no setting or object") + f" changed in {len(r.components())} component(s); " \
             f"{len(r.files)} rendered file(s) differ"

@@ -293,3 +293,22 @@ def test_the_hpa_cpu_target_states_the_request_it_is_relative_to() -> None:
     result = run_cli("--profiles-dir", PROFILES, "explain", "prod", "autoscaling.api.target_cpu")
     assert "a share of the CPU request of each app pod, app.requests.cpu" in result.stdout
     assert "inputs: cpu_request=0.5, scales_above_cores=0.35" in result.stdout
+
+
+def test_no_secret_reaches_the_review(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planted = "pl4nted-Secret-9f2e"
+    monkeypatch.setenv("PERFSTACK_DRIFT_REDIS", f"redis://:{planted}@redis:6379/0")
+    monkeypatch.setenv("PGPASSWORD", planted)
+    edit(repo / "profiles" / "prod.yaml", "db_pool: {size: 20, max_overflow: 40}", "db_pool: {size: 30, max_overflow: 40}")
+    for fmt in ("text", "markdown", "json"):
+        result = run_cli("--profiles-dir", repo / "profiles", "diff", "prod", "--base", "main", "--format", fmt)
+        assert result.exit_code == 1
+        assert planted not in result.stdout + result.stderr
+        assert "Secret/" not in result.stdout  # Secrets are never rendered, so never compared
+
+
+def test_the_apps_objects_sit_with_its_settings(repo: Path) -> None:
+    edit(repo / "profiles" / "prod.yaml", "db_pool: {size: 20, max_overflow: 40}", "db_pool: {size: 30, max_overflow: 40}")
+    _code, data = review(repo)
+    assert "ConfigMap/api-performance" in changes(data, "app", "object")
+    assert "api" not in data["components"]
