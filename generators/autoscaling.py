@@ -139,7 +139,11 @@ def settings(profile: Profile) -> list[Setting]:
     items = [
         Setting(TARGET, "api.min_replicas", api.min_replicas, str(api.min_replicas), "given by autoscaling.api.min_replicas"),
         Setting(TARGET, "api.max_replicas", api.max_replicas, str(api.max_replicas), "given by autoscaling.api.max_replicas"),
-        Setting(TARGET, "api.target_cpu", api.target_cpu, f"{api.target_cpu}%", "given by autoscaling.api.target_cpu"),
+        Setting(TARGET, "api.target_cpu", api.target_cpu, f"{api.target_cpu}%",
+                "given by autoscaling.api.target_cpu: a share of the CPU request of each app pod, app.requests.cpu "
+                "(the app's own Deployment must request it)",
+                {"cpu_request": f"{profile.app.requests.cpu:g}",
+                 "scales_above_cores": f"{profile.app.requests.cpu * api.target_cpu / 100:g}"}),
         Setting(TARGET, "api.scale_down_stabilization", api.scale_down_stabilization,
                 f"{units.seconds_up(api.scale_down_stabilization)}s",
                 "given by autoscaling.api.scale_down_stabilization; then at most 10% or 1 pod a minute",
@@ -149,7 +153,9 @@ def settings(profile: Profile) -> list[Setting]:
     ]
     if api.target_memory is not None:
         items.append(Setting(TARGET, "api.target_memory", api.target_memory, f"{api.target_memory}%",
-                             "given by autoscaling.api.target_memory"))
+                             "given by autoscaling.api.target_memory: a share of the memory request of each app "
+                             "pod, app.requests.memory (the app's own Deployment must request it)",
+                             {"memory_request": units.format_size_human(profile.app.requests.memory)}))
     if llm_autoscaled(profile):
         assert profile.llm is not None
         scaling = profile.autoscaling.llm

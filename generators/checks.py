@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import margins as margins_
 from . import units
 from .bundle import Finding, Parts
 from .profile import Profile
@@ -358,3 +359,8 @@ def run(profile: Profile, parts: Parts) -> list[Finding]:
     for check in CHECKS:
         found.extend(check(profile, parts))
     return found
+
+
+def margins(profile: Profile, parts: Parts) -> list[margins_.Margin]:
+    """The (used, limit) numbers behind the capacity and timeout checks above (generators/margins.py)."""
+    return margins_.margins(profile, parts)

@@ -236,12 +236,21 @@ def resolve_profile_path(name: str, profiles_dir: Path) -> Path:
     return profiles_dir / f"{name}.yaml"
 
 
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Mappings merge deeply; scalars and lists replace."""
+# Mappings an overlay replaces whole instead of merging into: a model is one thing (a child naming
+# another model must not keep the parent's layers or dtype).
+REPLACED_WHOLE: frozenset[Path_] = frozenset({("llm", "model")})
+# Keys about the file itself, never inherited through extends.
+NOT_INHERITED = ("abstract", "environment_matches_file_name")
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any], _path: Path_ = (),
+               whole: frozenset[Path_] = REPLACED_WHOLE) -> dict[str, Any]:
+    """Mappings merge deeply (except those at `whole`); scalars and lists replace."""
     merged = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        path = _path + (key,)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and path not in whole:
+            merged[key] = deep_merge(merged[key], value, path, whole)
         else:
             merged[key] = value
     return merged
@@ -293,6 +302,9 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
         raise _fail(shown, f"extends unknown profile '{parent_name}': no {display_path(parent_path)}{suggestion}",
                     line=line, column=column, key="extends")
     parent = load_source(parent_path, chain)
+    for key in NOT_INHERITED:
+        parent.data.pop(key, None)
+        parent.locations.pop((key,), None)
     merged_locations = dict(parent.locations)
     for key_path, _value in _walk_replaced(data):
         _drop_locations_under(merged_locations, key_path)
@@ -306,7 +318,7 @@ def _walk_replaced(data: dict[str, Any], prefix: Path_ = ()) -> list[tuple[Path_
     out: list[tuple[Path_, Any]] = []
     for key, value in data.items():
         path = prefix + (key,)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and path not in REPLACED_WHOLE:
             out.extend(_walk_replaced(value, path))
         else:
             out.append((path, value))

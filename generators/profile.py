@@ -275,8 +275,17 @@ class Workflow(Strict):
     checkpoint_every: PositiveInt = 3
 
 
+class Requests(Strict):
+    cpu: float = Field(0.5, gt=0, le=1024, description="CPU cores each pod of the app requests (0.5 = 500m); "
+                       "autoscaling.api.target_cpu is a share of it")
+    memory: Size = Field("512MiB", description="memory each pod of the app requests (bytes, or 512MiB); "
+                         "autoscaling.api.target_memory is a share of it")
+
+
 class App(Strict):
     deployment: str = "api"
+    requests: Requests = Field(Requests(), description="resource requests the app's own Deployment must carry: "
+                               "the HPA's CPU and memory targets are relative to them, and cost prices them")
     db_pool: DbPool = DbPool()
     query_cache: Cache = Cache(size=2000, ttl="5m")
     llm_cache: Cache = Cache(size=3000, ttl="30m")
@@ -381,6 +390,35 @@ class Kubernetes(Strict):
     runbook_url: str = "https://runbooks.example.com/perfstack"
 
 
+# ---------------------------------------------------------------- review and cost
+class Review(Strict):
+    min_headroom: Ratio = Field(0.10, description="perfstack diff flags a margin (used / limit of a capacity or "
+                                "timeout check) whose headroom shrinks below this share of its limit, e.g. 10%")
+
+
+NonNegativePrice = Annotated[float, Field(ge=0, le=1_000_000)]
+
+
+class ManagedSize(Strict):
+    name: Token = Field(description="the provider's instance class, e.g. db.m6g.xlarge")
+    cpus: PositiveInt = Field(description="vCPUs of the instance class")
+    memory: Size = Field(description="memory of the instance class, e.g. 16GiB")
+    hour: NonNegativePrice = Field(description="price per hour, in pricing.currency")
+
+
+class Pricing(Strict):
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code every price is in")
+    source: OneLine = Field("", max_length=200, description="where the prices come from (shown with every cost)")
+    gpu_hour: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")], NonNegativePrice] = Field(
+        default_factory=dict, description="price per GPU-hour by hardware.gpu.model, e.g. {H100: 12.29}")
+    cpu_hour: NonNegativePrice = Field(0, description="price per requested CPU core-hour")
+    memory_gib_hour: NonNegativePrice = Field(0, description="price per requested GiB-hour of memory")
+    storage_gib_month: NonNegativePrice = Field(0, description="price per GiB-month of persistent volume")
+    managed_postgres: list[ManagedSize] = Field(
+        default_factory=list, description="managed database sizes; an external PostgreSQL is priced as the cheapest "
+        "one with hardware.postgres's memory and CPUs")
+
+
 # ---------------------------------------------------------------- secrets
 class SecretRef(Strict):
     secret: str = Field(description="Kubernetes Secret name")
@@ -411,11 +449,21 @@ class Profile(Strict):
     alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
     secrets: Secrets = Secrets()
+    review: Review = Review()
+    pricing: Pricing | None = Field(None, description="prices for the monthly cost (explain, diff); base.yaml's are "
+                                    "examples")
 
 
 def json_schema() -> str:
-    schema = Profile.model_json_schema()
+    from .schema_docs import apply
+
+    schema = apply(Profile.model_json_schema())
     schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
+    schema["properties"]["abstract"] = {"type": "boolean", "default": False, "description": (
+        "true: this file only holds values other profiles extend (like base.yaml); it is never rendered and "
+        "is not inherited")}
+    schema["properties"]["environment_matches_file_name"] = {"type": "boolean", "default": True, "description": (
+        "false: allow `environment` to differ from the file name (not inherited)")}
     # Any file may be an overlay (`extends:`) that sets a few keys of a section, so the editor schema
     # requires nothing; required keys are checked on the merged profile by `perfstack validate`.
     for definition in [schema, *schema.get("$defs", {}).values()]:

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, ProfileError
-from .loader import Source, dotted, load_source, resolve_profile_path
+from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import version_problem
 from .postgres import MANAGED_KINDS, parse_override
 from .profile import Postgres, Profile
@@ -177,8 +177,45 @@ def _version_problem(name: str, source: Source) -> str | None:
     return version_problem(name.lower(), version)
 
 
+def _identity_problems(source: Source, file_name: str) -> list[Problem]:
+    """Every profile writes its own namespace, one that extends another also its own environment (never
+    another environment's identity), and every profile is named after its environment unless it says otherwise.
+    A profile without a parent may leave `environment` to its file name."""
+    leaf = source.files[-1] if source.files else "<profile>"
+    problems = []
+    for key in ("environment", "namespace") if len(source.files) > 1 else ("namespace",):
+        where = source.locations.get((key,))
+        if where is None or where.file != leaf:
+            inherited = f" instead of inheriting {source.data[key]!r} from {where.file}" if where else ""
+            problems.append(Problem(
+                message=f"a deployed profile sets its own {key}{inherited}; a profile that only holds shared "
+                        "values says `abstract: true`", file=leaf, line=1, key=key))
+    env, where = source.data.get("environment"), source.locations.get(("environment",))
+    stated = source.data.get("environment_matches_file_name", True)
+    if isinstance(stated, bool) and stated and where is not None and where.file == leaf and isinstance(env, str) \
+            and env != file_name:
+        problems.append(Problem(
+            message=f"environment {env!r} differs from the file name {file_name!r}: rename the file to {env}.yaml, "
+                    "or state `environment_matches_file_name: false`", file=leaf, line=where.line,
+            column=where.column, key="environment"))
+    for key in NOT_INHERITED:
+        if key in source.data and not isinstance(source.data[key], bool):
+            where = source.locations.get((key,))
+            problems.append(Problem(message=f"must be true or false (got {source.data[key]!r})", file=leaf,
+                                    line=where.line if where else 1, column=where.column if where else None,
+                                    key=key))
+    return problems
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
+    if data.pop("abstract", False) is True:
+        where = source.locations.get(("abstract",))
+        raise ProfileError([Problem(
+            message="this profile is abstract (shared values only): render or deploy a profile that extends it",
+            file=source.files[-1] if source.files else "<profile>", line=where.line if where else 1,
+            column=where.column if where else None, key="abstract")])
+    data.pop("environment_matches_file_name", None)
     data.setdefault("environment", default_environment)
     if secrets := literal_secrets(source):
         raise ProfileError(secrets)
@@ -190,6 +227,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
+    if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
+        raise ProfileError(_in_reading_order(identity, source))
     return profile
 
 

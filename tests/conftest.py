@@ -43,9 +43,11 @@ def load(env: str, profiles_dir: Path = PROFILES) -> Profile:
 
 
 def variant(base: str, overrides: dict[str, Any]) -> Profile:
-    """An example profile with `overrides` merged over it (mappings deeply, as `extends:` does), validated."""
+    """An example profile with `overrides` merged over it (mappings deeply, as `extends:` does, except that
+    a test may change one key of llm.model, which `extends:` replaces whole), validated."""
     source = load_source(PROFILES / f"{base}.yaml")
-    merged = Source(data=deep_merge(source.data, overrides), locations=source.locations, files=source.files)
+    merged = Source(data=deep_merge(source.data, overrides, whole=frozenset()), locations=source.locations,
+                    files=source.files)
     return profile_from_source(merged, base)
 
 

@@ -184,7 +184,8 @@ def test_sigkill_mid_write_leaves_the_previous_render(folder: Path, tmp_path: Pa
 
 # ---------------------------------------------------------------- concurrent renders
 def test_concurrent_renders_do_not_interleave(folder: Path, tmp_path: Path) -> None:
-    (folder / "prod-small.yaml").write_text("extends: prod\nenvironment: prod\npgbouncer: {default_pool_size: 10}\n")
+    (folder / "prod-small.yaml").write_text("extends: prod\nenvironment: prod-small\nnamespace: small\n"
+                                            "pgbouncer: {default_pool_size: 10}\n")
     envs = ["prod", "dev", "prod-small", "dev"]
     wanted = {}
     for env in set(envs):

@@ -244,7 +244,7 @@ def test_render_refuses_a_profile_over_the_line() -> None:
 
 def _write(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(text)
+    path.write_text(text + f"\nnamespace: {name}\n")  # a child of prod states its own namespace
     return path
 
 

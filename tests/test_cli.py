@@ -12,6 +12,7 @@ import pytest
 
 from generators import output
 from generators.cli import main
+from generators.loader import display_path
 
 from .conftest import PERFSTACK, PROFILES, REPO, rendered_bundle, run_cli, snapshot, worktree_env
 
@@ -140,6 +141,8 @@ def test_explain_shows_rule_and_inputs() -> None:
         "postgres.shared_buffers = 16GB",
         "  rule:   pgtune: RAM / 4",
         f"  inputs: memory_kb={64 * 1024 * 1024}",
+        f"  set by: hardware.postgres.memory ({display_path(PROFILES / 'prod.yaml')}:8)",
+        "  feeds:  postgres_fits_memory: PostgreSQL memory: 42.81GiB of 64GiB (67 % used, headroom 33 %)",
     ]
 
 
@@ -220,9 +223,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_unknown_environment_exit_2(tmp_path: Path) -> None:
-    result = run_cli("--profiles-dir", PROFILES, "render", "staging", "--out", tmp_path / "out")
+    # not "staging": that is the obvious name of a real profile someone adds (every profile is rendered)
+    result = run_cli("--profiles-dir", PROFILES, "render", "no-such-env", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert "staging.yaml: profile not found" in result.stderr
+    assert "no-such-env.yaml: profile not found" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -249,7 +253,8 @@ BAD_PROFILES = {
     "missing-required": ("environment: x\nnamespace: x\n", 1, "hardware"),
     "newline-injection": ('extends: base\npostgres:\n  settings: {application_name: "a\\nfsync = off"}\n', 3,
                           "postgres.settings.application_name"),
-    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n", 3,
+    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n"
+                                  "environment: pool-over-max-connections\nnamespace: x\n", 3,
                                   "pgbouncer.default_pool_size"),
     "file_name_not_an_environment": ("extends: base\n", 1, "environment"),
     "tab-indent": ("extends: base\npostgres:\n\tversion: 16\n", 3, None),

@@ -137,7 +137,9 @@ def copy_profiles(tmp_path: Path) -> Path:
 
 def overlay(folder: Path, name: str, parent: str, text: str) -> str:
     path = folder / f"{name}.yaml"
-    path.write_text(f"extends: {parent}\nenvironment: {parent}\n{text}")
+    namespace = {"dev": "ai-platform-dev", "prod": "ai-platform"}[parent]
+    path.write_text(f"extends: {parent}\nenvironment: {parent}\nnamespace: {namespace}\n"
+                    f"environment_matches_file_name: false\n{text}")
     return str(path)
 
 

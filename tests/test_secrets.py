@@ -107,7 +107,8 @@ def test_the_example_profiles_hold_no_credentials() -> None:
 
 def test_literal_secret_refused_by_every_command(profile_folder: Path) -> None:
     (profile_folder / "leaky.yaml").write_text(
-        f"extends: prod\nenvironment: prod\npostgres:\n  settings:\n    primary_conninfo: 'host=p password={PLANTED['file']}'\n")
+        f"extends: prod\nenvironment: prod\npostgres:\n  settings:\n    primary_conninfo: 'host=p password={PLANTED['file']}'\n"
+        "namespace: ai-platform\nenvironment_matches_file_name: false\n")
     for args in (["validate", "leaky"], ["render", "leaky", "--out", "out"], ["explain", "leaky"],
                  ["diff", "prod", "leaky"]):
         result = cli(profile_folder.parent, "--profiles-dir", str(profile_folder), *args)
@@ -166,8 +167,11 @@ def test_pulumi_secret_config_reaches_only_the_secrets(caplog: pytest.LogCapture
 
 
 # ---------------------------------------------------------------- the production lint
+IDENTITY = "\nnamespace: ai-platform\nenvironment_matches_file_name: false\n"  # a child states its own
+
+
 def validate(folder: Path, text: str, name: str = "p") -> subprocess.CompletedProcess[str]:
-    (folder / f"{name}.yaml").write_text(text)
+    (folder / f"{name}.yaml").write_text(text + IDENTITY)
     return cli(folder.parent, "--profiles-dir", str(folder), "validate", name)
 
 
