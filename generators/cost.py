@@ -165,7 +165,7 @@ def compare_cost(base: dict[str, Any], head: dict[str, Any]) -> dict[str, Any] |
 
     b = side(base, prices_b, prices_h, "base")
     h = side(head, prices_h, prices_b, "head")
-    pricing = prices_h or prices_b
+    pricing = prices_h or prices_b or {}
     delta = None if b is None or h is None else {"min": round(h["min"] - b["min"], 2),
                                                    "max": round(h["max"] - b["max"], 2)}
     return {"currency": pricing.get("currency", "USD"), "note": pricing.get("source", ""), "base": b, "head": h,
