@@ -45,6 +45,7 @@ LAB = """\
 # A lab environment for advise's planted problems.
 extends: dev
 environment: lab
+namespace: lab
 
 hardware:
   redis: {memory: 8MiB, cpus: 1}   # a tiny cache: 75% of it is 6MiB

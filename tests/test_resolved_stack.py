@@ -43,12 +43,12 @@ def test_override_values_are_resolved_in_internal_units(name: str, value: Any, i
 
 
 def test_an_override_the_server_cannot_read_is_refused_at_load(profile_folder: Path) -> None:
-    (profile_folder / "p.yaml").write_text("extends: prod\nenvironment: prod\npostgres:\n  settings:\n"
+    (profile_folder / "p.yaml").write_text("extends: prod\nenvironment: prod\nnamespace: ai-prod\nenvironment_matches_file_name: false\npostgres:\n  settings:\n"
                                            "    statement_timeout: soon\n")
     result = subprocess.run([*PERFSTACK, "--profiles-dir", str(profile_folder), "render", "p", "--out",
                              str(profile_folder.parent / "out")], capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 2
-    assert "p.yaml:5:5: postgres.settings.statement_timeout: expected a duration" in result.stderr
+    assert "p.yaml:7:5: postgres.settings.statement_timeout: expected a duration" in result.stderr
     assert not (profile_folder.parent / "out").exists()
 
 
@@ -89,12 +89,12 @@ def test_memory_budget_counts_the_rendered_values() -> None:
 
 
 def test_refusal_points_at_the_override(profile_folder: Path) -> None:
-    (profile_folder / "p.yaml").write_text("extends: prod\nenvironment: prod\npostgres:\n  settings:\n"
+    (profile_folder / "p.yaml").write_text("extends: prod\nenvironment: prod\nnamespace: ai-prod\nenvironment_matches_file_name: false\npostgres:\n  settings:\n"
                                            "    max_connections: 40\n")
     result = subprocess.run([*PERFSTACK, "--profiles-dir", str(profile_folder), "validate", "p"],
                             capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 2
-    assert re.search(r"p\.yaml:5:5: postgres\.settings\.max_connections: pgbouncer_fits_postgres: .* leaves 37",
+    assert re.search(r"p\.yaml:7:5: postgres\.settings\.max_connections: pgbouncer_fits_postgres: .* leaves 37",
                      result.stderr)
 
 
@@ -117,8 +117,8 @@ def test_alert_thresholds_follow_postgres_settings_overrides() -> None:
 
 
 # ---------------------------------------------------------------- one gate for every command
-UNSAFE_PROD = "extends: prod\nenvironment: prod\npgbouncer:\n  auth_type: trust\n"
-REFUSAL = "p.yaml:4:3: pgbouncer.auth_type: prod lint: PgBouncer `trust` auth"
+UNSAFE_PROD = "extends: prod\nenvironment: prod\nnamespace: ai-prod\nenvironment_matches_file_name: false\npgbouncer:\n  auth_type: trust\n"
+REFUSAL = "p.yaml:6:3: pgbouncer.auth_type: prod lint: PgBouncer `trust` auth"
 
 
 @pytest.mark.parametrize("command", [

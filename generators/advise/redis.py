@@ -17,7 +17,7 @@ from typing import Any
 
 from ..drift.redis import redact
 from ..profile import Profile
-from ..units import MIB, format_size_human
+from ..units import MIB, format_duration, format_size_human
 from .model import Edit, Finding, TargetResult
 
 TARGET = "redis"
@@ -81,8 +81,8 @@ def findings_from(info: dict[str, Any], profile: Profile) -> list[Finding]:
                       f"{expired} keys expired")
             findings.append(Finding(TARGET, "cache_ttl", "app.query_cache.ttl",
                                     f"{reason}: keys expire before they are read again; double app.query_cache.ttl",
-                                    evidence, edits=[Edit("app.query_cache.ttl", _duration(ttl),
-                                                          _duration(profile.app.query_cache.ttl), reason)]))
+                                    evidence, edits=[Edit("app.query_cache.ttl", format_duration(ttl),
+                                                          format_duration(profile.app.query_cache.ttl), reason)]))
     fragmentation = float(info.get("mem_fragmentation_ratio", 0) or 0)
     if fragmentation > FRAGMENTATION_MAX and used >= FRAGMENTATION_MIN_BYTES:
         findings.append(Finding(TARGET, "fragmentation", "redis", f"memory fragmentation ratio {fragmentation:.2f} "
@@ -94,12 +94,6 @@ def findings_from(info: dict[str, Any], profile: Profile) -> list[Finding]:
 def _profile_maxmemory(profile: Profile) -> Any:
     value = profile.redis.maxmemory
     return f"{value:.0%}" if isinstance(value, float) else _size(int(value)) if value % MIB == 0 else value
-
-
-def _duration(ms: int) -> str:
-    from ..units import format_duration
-
-    return format_duration(ms)
 
 
 def check(profile: Profile, url: str) -> TargetResult:
