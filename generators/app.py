@@ -11,11 +11,8 @@ a settings change rolls the pods.
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import paths, units
 from .bundle import Part, Setting
-from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map
 from .profile import Profile
 
 TARGET = "app"
@@ -95,13 +92,6 @@ def env_file(profile: Profile, items: list[Setting]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def objects(profile: Profile, items: list[Setting]) -> list[dict[str, Any]]:
-    data = {s.key: s.text for s in items}
-    cm = config_map(profile, config_map_name(profile), profile.app.deployment, data)
-    cm["metadata"]["annotations"] = {CHECKSUM_ANNOTATION: checksum_of(data)}
-    return [cm]
-
-
 def render(profile: Profile) -> Part:
     items = settings(profile)
-    return Part(settings=items, files={ENV_FILE: env_file(profile, items)}, objects=objects(profile, items))
+    return Part(settings=items, files={ENV_FILE: env_file(profile, items)})

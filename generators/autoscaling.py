@@ -15,14 +15,14 @@ from typing import Any
 
 from . import paths, units
 from .bundle import Part, Setting
-from .k8s import LLM_SERVER, dump_yaml, metadata
+from .k8s import LLM_SERVER, dump_yaml
 from .profile import Profile
 
 TARGET = "autoscaling"
 ADAPTER_RULES = paths.ADAPTER_RULES
 
 # API scale-up: Kubernetes' own default, pinned: double, or add 4 pods, every 15 s, whichever is more.
-API_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+API_SCALE_UP: dict[str, Any] = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                 "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15},
                              {"type": "Pods", "value": 4, "periodSeconds": 15}]}
 # API scale-down: after the stabilization window, at most 10% or 1 pod a minute, whichever is more;
@@ -40,8 +40,13 @@ def adapter_metric_name(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", metric)
 
 
-def llm_autoscaled(profile: Profile) -> bool:
-    return profile.llm is not None and profile.llm.server == "vllm" and profile.hardware.gpu is not None
+def policy_text(policies: list[dict[str, Any]]) -> str:
+    """HPA policies as a reader says them, from the very constants the objects carry: '100% or 4 pods per 15s'."""
+    parts = [f"{p['value']}%" if p["type"] == "Percent" else f"{p['value']} pod{'s' if p['value'] != 1 else ''}"
+             for p in policies]
+    periods = {p["periodSeconds"] for p in policies}
+    period = periods.pop() if len(periods) == 1 else None
+    return " or ".join(parts) + (f" per {period}s" if period else "")
 
 
 # ---------------------------------------------------------------- API
@@ -61,21 +66,6 @@ def api_metrics(profile: Profile) -> list[dict[str, Any]]:
     return metrics
 
 
-def hpa(profile: Profile, name: str, component: str, min_replicas: int, max_replicas: int,
-        metrics: list[dict[str, Any]], behavior: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": metadata(profile, name, component),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                     "minReplicas": min_replicas, "maxReplicas": max_replicas,
-                     "metrics": metrics, "behavior": behavior}}
-
-
-def api_hpa(profile: Profile) -> dict[str, Any]:
-    api = profile.autoscaling.api
-    return hpa(profile, profile.app.deployment, profile.app.deployment, api.min_replicas, api.max_replicas,
-               api_metrics(profile), api_behavior(profile))
-
-
 # ---------------------------------------------------------------- LLM
 def llm_behavior(profile: Profile) -> dict[str, Any]:
     assert profile.llm is not None
@@ -86,36 +76,6 @@ def llm_behavior(profile: Profile) -> dict[str, Any]:
                         "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}]},
             "scaleDown": {"stabilizationWindowSeconds": units.seconds_up(profile.autoscaling.llm.scale_down_stabilization),
                           "selectPolicy": "Max", "policies": LLM_SCALE_DOWN_POLICIES}}
-
-
-def llm_hpa(profile: Profile) -> dict[str, Any]:
-    scaling = profile.autoscaling.llm
-    metric = {"type": "Pods", "pods": {"metric": {"name": adapter_metric_name(scaling.metric)},
-                                       "target": {"type": "AverageValue", "averageValue": str(scaling.target)}}}
-    return hpa(profile, LLM_SERVER, LLM_SERVER, scaling.min_replicas, scaling.max_replicas, [metric],
-               llm_behavior(profile))
-
-
-def keda_query(profile: Profile) -> str:
-    assert profile.llm is not None
-    model = profile.llm.model.name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'sum({profile.autoscaling.llm.metric}{{namespace="{profile.namespace}",model_name="{model}"}})'
-
-
-def llm_scaled_object(profile: Profile) -> dict[str, Any]:
-    scaling = profile.autoscaling.llm
-    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": metadata(profile, LLM_SERVER, LLM_SERVER),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": LLM_SERVER},
-                "minReplicaCount": scaling.min_replicas, "maxReplicaCount": scaling.max_replicas,
-                "pollingInterval": KEDA_POLLING_INTERVAL_S,
-                # cooldownPeriod only applies to scaling to zero; minReplicaCount >= 1 never does.
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": llm_behavior(profile)}},
-                "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
-                    "serverAddress": scaling.prometheus_url, "query": keda_query(profile),
-                    "threshold": str(scaling.target)}}],
-            }}
 
 
 def adapter_rules(profile: Profile) -> str:
@@ -146,9 +106,10 @@ def settings(profile: Profile) -> list[Setting]:
                  "scales_above_cores": f"{profile.app.requests.cpu * api.target_cpu / 100:g}"}),
         Setting(TARGET, "api.scale_down_stabilization", api.scale_down_stabilization,
                 f"{units.seconds_up(api.scale_down_stabilization)}s",
-                "given by autoscaling.api.scale_down_stabilization; then at most 10% or 1 pod a minute",
+                "given by autoscaling.api.scale_down_stabilization; then at most "
+                + policy_text(API_SCALE_DOWN_POLICIES).replace(" per 60s", " a minute"),
                 {"scale_down_stabilization": units.format_duration(api.scale_down_stabilization)}),
-        Setting(TARGET, "api.scale_up", "100% or 4 pods per 15s", "100% or 4 pods per 15s",
+        Setting(TARGET, "api.scale_up", policy_text(API_SCALE_UP["policies"]), policy_text(API_SCALE_UP["policies"]),
                 "Kubernetes' default scale-up, pinned: double or add 4 pods every 15 s, whichever is more"),
     ]
     if api.target_memory is not None:
@@ -156,7 +117,7 @@ def settings(profile: Profile) -> list[Setting]:
                              "given by autoscaling.api.target_memory: a share of the memory request of each app "
                              "pod, app.requests.memory (the app's own Deployment must request it)",
                              {"memory_request": units.format_size_human(profile.app.requests.memory)}))
-    if llm_autoscaled(profile):
+    if profile.llm_autoscaled():
         assert profile.llm is not None
         scaling = profile.autoscaling.llm
         behavior = llm_behavior(profile)
@@ -186,12 +147,8 @@ def settings(profile: Profile) -> list[Setting]:
 
 
 def render(profile: Profile) -> Part:
-    objects = [api_hpa(profile)]
+    """The HPAs' and ScaledObject's numbers as settings; the objects themselves: objects/autoscaling.py."""
     files: dict[str, str] = {}
-    if llm_autoscaled(profile):
-        if profile.autoscaling.llm.scaler == "keda":
-            objects.append(llm_scaled_object(profile))
-        else:
-            objects.append(llm_hpa(profile))
-            files[ADAPTER_RULES] = adapter_rules(profile)
-    return Part(settings=settings(profile), files=files, objects=objects)
+    if profile.llm_autoscaled() and profile.autoscaling.llm.scaler == "hpa":
+        files[ADAPTER_RULES] = adapter_rules(profile)
+    return Part(settings=settings(profile), files=files)

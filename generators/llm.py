@@ -22,7 +22,6 @@ from typing import Any
 
 from . import paths, units
 from .bundle import Part, Setting
-from .k8s import CHECKSUM_ANNOTATION, LLM_SERVER, checksum_of, config_map, labels, metadata
 from .profile import Llm, Profile
 
 TARGET = "llm"
@@ -322,16 +321,6 @@ def env_file(profile: Profile, items: list[Setting]) -> str:
 
 
 # ---------------------------------------------------------------- Kubernetes
-def _selector(profile: Profile) -> dict[str, str]:
-    return {k: v for k, v in labels(profile, LLM_SERVER).items()
-            if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
-
-
-def autoscaled(profile: Profile) -> bool:
-    """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""
-    return profile.llm is not None and profile.llm.server == "vllm"
-
-
 def warmup_command(profile: Profile) -> list[str]:
     """One real completion request: it succeeds only when the model is loaded and answers."""
     assert profile.llm is not None
@@ -394,68 +383,6 @@ def probe_settings(profile: Profile) -> list[Setting]:
     return items
 
 
-def strategy(profile: Profile) -> dict[str, Any]:
-    if profile.autoscaling.llm.max_replicas > 1:
-        # A replacement loads its model before the old pod goes: one spare GPU during a roll.
-        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    # One GPU: the old pod frees it before the new one can be scheduled.
-    return {"type": "Recreate"}
-
-
-def objects(profile: Profile, config: dict[str, str], args: list[str]) -> list[dict[str, Any]]:
-    assert profile.llm is not None
-    llm = profile.llm
-    gpu_count = tensor_parallel_size(profile)
-    gpus = {"nvidia.com/gpu": str(gpu_count)}
-    container: dict[str, Any] = {
-        "name": LLM_SERVER,
-        "image": llm.image or IMAGES[llm.server],
-        "ports": [{"name": "http", "containerPort": llm.port, "protocol": "TCP"}],
-        "resources": {"requests": gpus, "limits": gpus},
-        "startupProbe": startup_probe(profile),
-        "readinessProbe": {"httpGet": {"path": health_path(profile), "port": "http"},
-                           "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": health_path(profile), "port": "http"},
-                          "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
-        "securityContext": {"allowPrivilegeEscalation": False},
-    }
-    volumes: list[dict[str, Any]]
-    if llm.server == "vllm":
-        container["command"] = ["vllm", "serve"]
-        container["args"] = args
-        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"},
-                                     {"name": "model-cache", "mountPath": "/root/.cache/huggingface"}]
-        # Tensor-parallel workers exchange tensors through /dev/shm; the container default is 64Mi.
-        volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, {"name": "model-cache", "emptyDir": {}}]
-    else:
-        container["command"] = ["ollama", "serve"]
-        container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}]
-        container["volumeMounts"] = [{"name": "model-cache", "mountPath": "/root/.ollama"}]
-        volumes = [{"name": "model-cache", "emptyDir": {}}]
-    spec: dict[str, Any] = {
-        "selector": {"matchLabels": _selector(profile)},
-        "strategy": strategy(profile),
-        "template": {
-            "metadata": {"labels": labels(profile, LLM_SERVER),
-                         "annotations": {CHECKSUM_ANNOTATION: checksum_of(config)}},
-            "spec": {
-                "containers": [container], "volumes": volumes,
-                # In-flight generations may run up to request_timeout; let them finish on shutdown.
-                "terminationGracePeriodSeconds": units.seconds_up(llm.request_timeout),
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            },
-        },
-    }
-    if not autoscaled(profile):
-        spec["replicas"] = profile.autoscaling.llm.min_replicas  # no autoscaler owns the count
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": metadata(profile, LLM_SERVER, LLM_SERVER), "spec": spec}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, LLM_SERVER, LLM_SERVER),
-               "spec": {"type": "ClusterIP", "selector": _selector(profile),
-                        "ports": [{"name": "http", "port": llm.port, "targetPort": "http", "protocol": "TCP"}]}}
-    return [config_map(profile, CONFIG_MAP, LLM_SERVER, config), deployment, service]
-
-
 def render(profile: Profile) -> Part:
     if profile.llm is None or profile.hardware.gpu is None:
         return Part()  # no LLM server; checks.llm_needs_gpu refuses an llm without hardware.gpu
@@ -470,5 +397,6 @@ def render(profile: Profile) -> Part:
         files = {paths.OLLAMA_ENV: env_file(profile, server)}
         config = {s.key: s.text for s in server}
     items = [*budget_settings(profile), *server, *probe_settings(profile)]
-    return Part(settings=items, files=files, objects=objects(profile, config, args),
-                derived={"gpu_budget": gpu_budget(profile), "startup_probe": startup_probe(profile)})
+    return Part(settings=items, files=files,
+                derived={"gpu_budget": gpu_budget(profile), "startup_probe": startup_probe(profile),
+                         "config": config, "args": args})

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from . import units
+from . import pgversions, units
 
 
 def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -121,7 +121,7 @@ SettingValue = OneLine | int | float | bool
 
 
 class Postgres(Strict):
-    version: int = Field(16, ge=10, le=18)
+    version: int = Field(16, ge=pgversions.OLDEST, le=pgversions.NEWEST)
     workload: Literal["web", "oltp", "dw", "desktop", "mixed"] = "web"
     max_connections: PositiveInt | None = Field(None, le=262143)
     superuser_reserved_connections: NonNegativeInt = Field(3, le=100)
@@ -449,6 +449,10 @@ class Profile(Strict):
     alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
     secrets: Secrets = Secrets()
+
+    def llm_autoscaled(self) -> bool:
+        """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""
+        return self.llm is not None and self.llm.server == "vllm" and self.hardware.gpu is not None
     review: Review = Review()
     pricing: Pricing | None = Field(None, description="prices for the monthly cost (explain, diff); base.yaml's are "
                                     "examples")

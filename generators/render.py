@@ -25,13 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import alerts, app, autoscaling, checks, dashboards, lint, llm, paths, pgbouncer, postgres, redis, workloads
+from . import alerts, app, autoscaling, checks, dashboards, lint, llm, objects, paths, pgbouncer, postgres, redis
 from .alerts import Rules
 from .bundle import Bundle, Finding, Part, Parts, dump_json
 from .errors import CheckError, Problem
 from .k8s import dump_yaml, object_filename
 from .loader import Source
-from .objects import monitoring
 from .profile import Profile
 
 
@@ -74,10 +73,7 @@ def alert_rules(profile: Profile, parts: Parts) -> Rules:
 
 def kubernetes_objects(profile: Profile, parts: Parts, rules: Rules, boards: Part) -> tuple[Part, list[dict[str, Any]]]:
     """Stage 5: every Kubernetes object, from the parts, the alert rules and the rendered dashboards."""
-    core = workloads.render(profile, parts)
-    objects = [*(obj for part in parts.all() for obj in part.objects),
-               *monitoring.objects(profile, rules, dashboards.boards(profile, boards)), *core.objects]
-    return core, objects
+    return objects.build(profile, parts, rules, boards)
 
 
 def check(profile: Profile, source: Source | None = None) -> list[Finding]:
@@ -91,20 +87,20 @@ def render(profile: Profile, source: Source | None = None) -> Bundle:
     rules = alert_rules(profile, parts)
     monitoring_part = alerts.render(profile, rules)
     boards = dashboards.render(profile, rules)
-    core, objects = kubernetes_objects(profile, parts, rules, boards)
-    warnings += gate(profile, parts, source, objects)  # the production lint: it reads the objects too
+    core, built = kubernetes_objects(profile, parts, rules, boards)
+    warnings += gate(profile, parts, source, built)  # the production lint: it reads the objects too
     stages = [*parts.all(), monitoring_part, boards, core]
     settings = [s for part in stages for s in part.settings]
     files: dict[str, str] = {}
     for part in stages:
         warnings.extend(part.warnings)
         files.update(part.files)
-    for obj in objects:
+    for obj in built:
         files[f"{paths.KUBERNETES_DIR}/{object_filename(obj)}"] = dump_yaml(obj)
     files[paths.EXPLAIN] = dump_json({
         "environment": profile.environment,
         "settings": [s.explain() for s in settings],
         "warnings": [{"check": w.check, "message": w.message, "severity": w.severity} for w in warnings],
     })
-    return Bundle(profile=profile, settings=settings, files=dict(sorted(files.items())), objects=objects,
+    return Bundle(profile=profile, settings=settings, files=dict(sorted(files.items())), objects=built,
                   warnings=warnings)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
-from .pgversions import version_problem
+from .pgversions import NEWEST, OLDEST, version_problem
 from .postgres import MANAGED_KINDS, parse_override
 from .profile import Postgres, Profile
 
@@ -172,7 +172,7 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
 
 def _version_problem(name: str, source: Source) -> str | None:
     version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
-    if not isinstance(version, int) or isinstance(version, bool) or not 10 <= version <= 18:
+    if not isinstance(version, int) or isinstance(version, bool) or not OLDEST <= version <= NEWEST:
         return None  # the model reports a bad version itself
     return version_problem(name.lower(), version)
 

@@ -16,7 +16,8 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from generators import paths, workloads
+from generators import paths
+from generators.objects import workloads
 from generators.bundle import Bundle
 from generators.errors import PerfstackError
 from generators.k8s import metadata

@@ -12,7 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from generators import localservers, pgbouncer, workloads
+from generators import localservers, pgbouncer
+from generators.objects import workloads
 from generators.validation import load_profile
 
 from .conftest import parts_of

@@ -23,8 +23,9 @@ import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from generators import localservers, pgbouncer, postgres, redis, units, workloads
+from generators import localservers, pgbouncer, postgres, redis, units
 from generators.k8s import CHECKSUM_ANNOTATION, checksum_of
+from generators.objects import workloads
 from generators.profile import Profile
 from generators.validation import load_profile
 

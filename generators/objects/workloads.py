@@ -11,10 +11,10 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from . import paths, units
-from .bundle import Finding, Part, Parts, Setting
-from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
-from .profile import Profile
+from .. import paths, units
+from ..bundle import Finding, Part, Parts, Setting
+from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
+from ..profile import Profile
 
 TARGET = "workloads"
 
