@@ -252,3 +252,17 @@ def test_every_example_profile_renders_through_the_one_gate() -> None:
         if path.stem == "base":
             continue
         assert render(variant(path.stem, {})).files
+
+
+def test_one_precedence_rule_then_key_then_override() -> None:
+    # pgtune's rule (web: 200), the profile key (postgres.max_connections), then postgres.settings, which wins.
+    key_only = variant("dev", {"postgres": {"max_connections": 120}})
+    both = variant("dev", {"postgres": {"max_connections": 120, "settings": {"max_connections": 90}}})
+    assert variant("dev", {}).postgres.max_connections is None  # dev leaves it to pgtune's web default
+    assert config_parts(variant("dev", {})).postgres.value("max_connections") == 200
+    assert config_parts(key_only).postgres.value("max_connections") == 120
+    assert config_parts(both).postgres.value("max_connections") == 90
+    conf = render(both).files["postgres/postgresql.conf"]
+    assert re.search(r"^max_connections = 90\b", conf, re.M) and not re.search(r"^max_connections = 120\b", conf, re.M)
+    setting = config_parts(both).postgres.setting("max_connections")
+    assert setting.rule == "override in postgres.settings (rule gave 120)"
