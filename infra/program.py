@@ -17,10 +17,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from generators import paths
-from generators.objects import workloads
 from generators.bundle import Bundle
 from generators.errors import PerfstackError
 from generators.k8s import metadata
+from generators.objects import workloads
 from generators.profile import Profile
 from generators.render import render
 from generators.validation import load_profile
