@@ -39,6 +39,7 @@ from generators.validation import load_profile  # noqa: E402
 LAB = """\
 extends: dev
 environment: lab
+namespace: lab
 postgres:
   settings:
     max_wal_size: 32MB   # small on purpose: writes force checkpoints
