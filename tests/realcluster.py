@@ -105,7 +105,7 @@ def _cert(subject_cn: str, key, issuer=None, issuer_key=None, *, ca: bool = Fals
     if org:
         attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     name = x509.Name(attrs)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))

@@ -323,7 +323,9 @@ def test_components_outputs_and_protection(env: str) -> None:
     # Every object is the child of the ComponentResource of its component (pgbouncer, redis, postgres, ...).
     assert len(urns) == len(bundle.objects)
     assert all("perfstack:index:Target$kubernetes:" in urn for urn in urns)
-    assert {"namespace", "pgbouncer", "redis", "postgres"} <= set(deployment.components)
+    assert {"pgbouncer", "redis", "postgres"} <= set(deployment.components)
+    # The Namespace is the stack's only with kubernetes.manage_namespace (neither example profile sets it).
+    assert ("namespace" in deployment.components) == profile.kubernetes.manage_namespace
     protected = {key for c in deployment.components.values() for key, r in c.resources.items() if r._protect}
     stateful = {f"{o['kind']}/{o['metadata']['name']}" for o in bundle.objects
                 if (o["apiVersion"], o["kind"]) in kinds.STATEFUL_KINDS}
