@@ -242,12 +242,13 @@ def password(config: pulumi.Config, key: str) -> pulumi.Output[str]:
                          f"{PASSWORD_ENV[key]}")
 
 
-def main() -> None:
+def main(root: Path | None = None) -> None:
+    """The program; `root` is the project folder (default: where Pulumi.yaml is, see project_root)."""
     config = pulumi.Config(PROJECT)
     try:
         settings = StackSettings.from_config(config, pulumi.get_stack())
         result = deploy(settings, password(config, "postgresPassword"), password(config, "redisPassword"),
-                        root=project_root(), check_cluster=not _under_mocks())
+                        root=root or project_root(), check_cluster=not _under_mocks())
     except PerfstackError as exc:
         # The same message `perfstack validate` prints, without a Python traceback.
         raise pulumi.RunError(f"perfstack refused the deployment:\n{exc}") from None

@@ -160,15 +160,20 @@ def write_certificates(folder: Path) -> dict[str, Path]:
     return files
 
 
-def kubeconfig(path: Path, server: str, certs: dict[str, Path], user: str, context: str) -> Path:
-    """A kubeconfig with one cluster, one user (client certificate) and one context."""
+def kubeconfig(path: Path, server: str, certs: dict[str, Path], user: str, context: str,
+               current: str | None = None) -> Path:
+    """A kubeconfig with the cluster, one user (client certificate) and its context, plus a context `nowhere`
+    (a closed port). current-context is `current` (default: `context`)."""
     doc = {
-        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "apiVersion": "v1", "kind": "Config", "current-context": current or context,
         "clusters": [{"name": "perfstack-test", "cluster": {"server": server,
-                                                            "certificate-authority": str(certs["ca.crt"])}}],
+                                                            "certificate-authority": str(certs["ca.crt"])}},
+                     {"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{free_port()}",
+                                                     "certificate-authority": str(certs["ca.crt"])}}],
         "users": [{"name": user, "user": {"client-certificate": str(certs[f"{user}.crt"]),
                                           "client-key": str(certs[f"{user}.key"])}}],
-        "contexts": [{"name": context, "context": {"cluster": "perfstack-test", "user": user}}],
+        "contexts": [{"name": context, "context": {"cluster": "perfstack-test", "user": user}},
+                     {"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}],
     }
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
@@ -259,13 +264,16 @@ def start_cluster(workdir: Path, found: Tools) -> Cluster:
                  "DefaultStorageClass,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
                  "--service-cluster-ip-range=10.96.0.0/16",
                  f"--cert-dir={workdir / 'apiserver-certs'}",
+                 # No Service for the API itself: its endpoint would be a loopback address.
+                 "--endpoint-reconciler-type=none",
                  "--profiling=false", "--watch-cache=false", "--v=1"],
                 stdout=out, stderr=subprocess.STDOUT)
         processes.append(api)
         admin_kc = kubeconfig(workdir / "admin.kubeconfig", f"https://127.0.0.1:{api_port}", certs, "admin",
                               "perfstack-admin")
+        # Its current-context leads nowhere: a run that ignores the stack's `context` setting fails.
         deployer_kc = kubeconfig(workdir / "deployer.kubeconfig", f"https://127.0.0.1:{api_port}", certs, DEPLOYER,
-                                 "perfstack-test")
+                                 "perfstack-test", current="nowhere")
         import ssl
 
         context = ssl.create_default_context(cafile=str(certs["ca.crt"]))
