@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPONENT_LABEL = "app.kubernetes.io/name"
 PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/"
 SKIP_AWAIT = "pulumi.com/skipAwait"
+PATCH_FORCE = "pulumi.com/patchForce"
+DELETION_PROPAGATION = "pulumi.com/deletionPropagationPolicy"
 # The LLM rollout may wait for a GPU node to scale up and pull its image before the startup probe's own
 # budget (llm.startup_timeout) starts: Pulumi waits that budget plus this margin, not its default 10 minutes.
 LLM_ROLLOUT_MARGIN_S = 15 * 60
@@ -165,18 +167,27 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
     if render_dir:
         pulumi.log.warn(f"renderYamlToDirectory: writing manifests to {render_dir} instead "
                         "of applying them; the Secrets are written there in plain text")
-    if settings.skip_await:
-        objects = [_skip_await(obj) for obj in objects]
+    # The profile is the source of truth: a field someone edited behind the stack's back (kubectl edit, an HPA's
+    # maxReplicas) is taken back on the next `pulumi up`, not refused as a server-side apply conflict. The
+    # annotation works with every provider release (enablePatchForce, below, only with newer ones).
+    # skipAwait (a cluster without nodes or controllers) also deletes in the background: a foreground delete
+    # waits for the garbage collector, which only kube-controller-manager runs.
+    no_controllers = {SKIP_AWAIT: "true", DELETION_PROPAGATION: "background"} if settings.skip_await else {}
+    objects = [_annotated(obj, {PATCH_FORCE: "true", **no_controllers}) for obj in objects]
     provider_args: dict[str, Any] = {
         # A ConfigMap edit updates it in place; the pods roll through the checksum annotation on their template.
         "enable_config_map_mutable": True,
         "enable_secret_mutable": True,
+        "enable_patch_force": True,
         "render_yaml_to_directory": render_dir,
         "kubeconfig": kubeconfig,
         "context": settings.context,
         # Pins the provider to the cluster's identity: a kubeconfig edit that keeps the cluster replaces nothing.
         "cluster_identifier": settings.cluster_id,
     }
+    if render_dir:  # the provider refuses cluster settings beside renderYamlToDirectory: no cluster is used
+        for key in ("kubeconfig", "context", "cluster_identifier"):
+            provider_args[key] = None
     provider = k8s.Provider("kubernetes", **{k: v for k, v in provider_args.items() if v is not None})
     base = pulumi.ResourceOptions(provider=provider)
     namespaces = [obj for obj in objects if obj["kind"] == "Namespace" and obj["apiVersion"] == "v1"]
@@ -224,9 +235,10 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
     return Deployment(bundle, components, credentials, outputs)
 
 
-def _skip_await(obj: dict[str, Any]) -> dict[str, Any]:
+def _annotated(obj: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    """A copy of a rendered object with Pulumi's own annotations added (the Bundle's objects stay as rendered)."""
     obj = copy.deepcopy(obj)
-    obj["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
+    obj["metadata"]["annotations"] = {**obj["metadata"].get("annotations", {}), **annotations}
     return obj
 
 

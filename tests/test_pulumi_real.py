@@ -37,7 +37,7 @@ from generators.profile import load_profile
 from generators.render import render
 
 from . import realcluster as rc
-from .conftest import REPO, run_cli
+from .conftest import REPO
 
 pytestmark = pytest.mark.xdist_group("real-engine")  # one cluster per worker: keep these tests together
 
@@ -201,6 +201,18 @@ def changed_urns(stack: Any, **kwargs: Any) -> set[str]:
     return urns
 
 
+def drift(engine: Engine, env: str) -> tuple[int, dict[str, Any]]:
+    """`perfstack drift ENV --kubernetes --context ... --pulumi-stack ENV --format json`, in process."""
+    from click.testing import CliRunner
+
+    from generators.cli import main
+
+    result = CliRunner().invoke(main, ["drift", env, "--kubernetes", "--context", engine.cluster.deployer_context,
+                                       "--pulumi-stack", env, "--format", "json"],
+                                env={"KUBECONFIG": str(engine.cluster.deployer_kubeconfig)}, catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout)
+
+
 def urn_of(obj: dict[str, Any]) -> str:
     from infra import kinds
 
@@ -245,11 +257,8 @@ def test_dev_up_read_back_preview_drift_edit_destroy(engine: Engine, monkeypatch
     stack.preview(expect_no_changes=True, color="never")
 
     # Drift: none after up, on both targets.
-    env = {"KUBECONFIG": str(engine.cluster.deployer_kubeconfig)}
-    report = run_cli("drift", "dev", "--kubernetes", "--context", engine.cluster.deployer_context,
-                     "--pulumi-stack", "dev", "--format", "json", env=env)
-    doc = json.loads(report.stdout)
-    assert report.exit_code == 0, report.stdout
+    code, doc = drift(engine, "dev")
+    assert code == 0, json.dumps(doc["targets"], indent=1)[-3000:]
     assert {t["target"]: t["status"] for t in doc["targets"]} == {"kubernetes": "ok", "pulumi": "ok"}
 
     # Edits behind perfstack's back: an HPA's maxReplicas and a ConfigMap's data.
@@ -260,10 +269,9 @@ def test_dev_up_read_back_preview_drift_edit_destroy(engine: Engine, monkeypatch
     redis_conf = core.read_namespaced_config_map("redis", NAMESPACES["dev"]).data["redis.conf"]
     core.patch_namespaced_config_map("redis", NAMESPACES["dev"],
                                      {"data": {"redis.conf": redis_conf + "maxclients 7\n"}})
-    report = run_cli("drift", "dev", "--kubernetes", "--context", engine.cluster.deployer_context,
-                     "--pulumi-stack", "dev", "--format", "json", env=env)
-    assert report.exit_code == 1, report.stdout
-    targets = {t["target"]: t for t in json.loads(report.stdout)["targets"]}
+    code, doc = drift(engine, "dev")
+    assert code == 1, doc
+    targets = {t["target"]: t for t in doc["targets"]}
     kube_keys = {d["key"] for d in targets["kubernetes"]["differences"]}
     assert kube_keys == {f"HorizontalPodAutoscaler/{NAMESPACES['dev']}/api:spec.maxReplicas",
                          f"ConfigMap/{NAMESPACES['dev']}/redis:data.redis.conf"}, kube_keys
@@ -401,6 +409,7 @@ def test_relative_render_yaml_to_directory_lands_under_the_project_root(engine: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     project = engine.project("render")
     monkeypatch.chdir(project / "infra")  # where `main: infra/` runs the program
+    monkeypatch.delenv("KUBECONFIG")  # the provider refuses any kubeconfig, even $KUBECONFIG, beside a render folder
     stack = engine.stack(project, "render", profile="prod", renderYamlToDirectory="out/manifests")
     stack.up(color="never")
     written = sorted(p.name for p in (project / "out" / "manifests").rglob("*.yaml"))

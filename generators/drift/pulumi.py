@@ -72,8 +72,9 @@ def check(stack_name: str, project_dir: Path | None = None) -> TargetReport:
     try:
         # The program runs in this process (the Automation API's inline mode, on the project's own Pulumi.yaml
         # and stack files): no Python language host is needed beside the CLI.
-        stack = auto.select_stack(stack_name=stack_name, project_name="perfstack", work_dir=str(project),
-                                  program=_program(project))
+        # (An inline program ignores select_stack's work_dir argument: the folder goes in the options.)
+        stack = auto.select_stack(stack_name=stack_name, project_name="perfstack", program=_program(project),
+                                  opts=auto.LocalWorkspaceOptions(work_dir=str(project)))
         stack.preview(refresh=True, expect_no_changes=True, diff=True, on_event=on_event, color="never")
     except auto.errors.CommandError as exc:
         if not diffs:  # expect_no_changes fails the command on changes; any other failure is an error
