@@ -6,6 +6,9 @@
 - The namespace exists when the stack does not own it (`kubernetes.manage_namespace: false`).
 - Every CRD a rendered object needs is installed; a missing one is named with the setting that turns the
   object off.
+- No rendered object exists already unless Pulumi wrote it (a pulumi-kubernetes field manager): an object
+  someone else created is not taken over silently (server-side apply would), it is named with how to adopt it.
+  The Namespace, when the stack owns it, is adopted on purpose and not checked.
 
 The checks read with the kubernetes client through the same kubeconfig and context the provider uses.
 They are skipped when the stack renders manifests to a folder (renderYamlToDirectory: no cluster).
@@ -109,6 +112,27 @@ def check(client: Any, *, cluster_id: str | None, namespace: str, manage_namespa
                     f"{', '.join(users)}: install {operator}, or turn these objects off: {off}", "prometheusOperator"
                     if operator == "prometheus-operator" else "postgres" if operator == "CloudNativePG" else
                     "llmScaler" if operator == "KEDA" else "dashboards"))
+    if not problems:
+        problems.extend(_foreign_objects(client, objects))
     if problems:
         raise ProfileError(problems)
     return ClusterFacts(identity=identity, server=server)
+
+
+def _foreign_objects(client: Any, objects: Iterable[dict[str, Any]]) -> list[Problem]:
+    from generators.drift.kubernetes import object_id, read_object
+
+    problems = []
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            continue
+        live = read_object(client, obj)
+        if live is None:
+            continue
+        managers = {m.get("manager", "") for m in live.get("metadata", {}).get("managedFields") or []}
+        if not any(m.startswith("pulumi-kubernetes") or m == "pulumi-resource-kubernetes" for m in managers):
+            problems.append(Problem(
+                f"{object_id(obj)} already exists and was not created by Pulumi (field managers: "
+                f"{', '.join(sorted(managers)) or 'none'}): delete it, or adopt it with `pulumi import`",
+                file="cluster"))
+    return problems

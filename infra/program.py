@@ -103,7 +103,7 @@ class Credentials(pulumi.ComponentResource):
     """The Secrets the rendered objects refer to by name; their values come from secret stack config."""
 
     def __init__(self, profile: Profile, postgres_password: pulumi.Output[str], redis_password: pulumi.Output[str],
-                 opts: pulumi.ResourceOptions) -> None:
+                 opts: pulumi.ResourceOptions, annotations: dict[str, str] | None = None) -> None:
         super().__init__("perfstack:index:Credentials", "credentials", None, opts)
         child = pulumi.ResourceOptions(parent=self)
         refs = profile.secrets
@@ -115,11 +115,11 @@ class Credentials(pulumi.ComponentResource):
         })
         self.postgres = k8s.core.v1.Secret(
             f"{profile.namespace}/{refs.postgres_password.secret}",
-            metadata=metadata(profile, refs.postgres_password.secret, "postgres"),
+            metadata=metadata(profile, refs.postgres_password.secret, "postgres", annotations=annotations),
             type="kubernetes.io/basic-auth", string_data=postgres_data, opts=child)
         self.redis = k8s.core.v1.Secret(
             f"{profile.namespace}/{refs.redis_password.secret}",
-            metadata=metadata(profile, refs.redis_password.secret, "redis"),
+            metadata=metadata(profile, refs.redis_password.secret, "redis", annotations=annotations),
             type="Opaque",
             string_data=pulumi.Output.secret(redis_password).apply(lambda pw: {refs.redis_password.key: pw}),
             opts=child)
@@ -173,7 +173,8 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
     # skipAwait (a cluster without nodes or controllers) also deletes in the background: a foreground delete
     # waits for the garbage collector, which only kube-controller-manager runs.
     no_controllers = {SKIP_AWAIT: "true", DELETION_PROPAGATION: "background"} if settings.skip_await else {}
-    objects = [_annotated(obj, {PATCH_FORCE: "true", **no_controllers}) for obj in objects]
+    pulumi_annotations = {PATCH_FORCE: "true", **no_controllers}
+    objects = [_annotated(obj, pulumi_annotations) for obj in objects]
     provider_args: dict[str, Any] = {
         # A ConfigMap edit updates it in place; the pods roll through the checksum annotation on their template.
         "enable_config_map_mutable": True,
@@ -202,7 +203,7 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
     after_namespace = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
         depends_on=[namespace_component] if namespace_component else []))
     credentials = Credentials(profile, pulumi.Output.from_input(postgres_password),
-                              pulumi.Output.from_input(redis_password), after_namespace)
+                              pulumi.Output.from_input(redis_password), after_namespace, pulumi_annotations)
     groups: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
         if obj in namespaces:

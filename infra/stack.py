@@ -87,7 +87,7 @@ class StackSettings:
 
 _CONFIG_KEYS = {"namespace": "namespace", "kubernetes.prometheus_rule_labels": "prometheusRelease",
                 "kubernetes.dashboard_labels": "grafanaDashboardLabel", "kubernetes.dashboards": "dashboards",
-                "kubernetes.postgres": "postgres", "autoscaling.llm": "llmScaler"}
+                "kubernetes.postgres": "postgres", "autoscaling": "llmScaler"}
 
 
 def apply(profile: Profile, settings: StackSettings) -> Profile:
@@ -99,7 +99,13 @@ def apply(profile: Profile, settings: StackSettings) -> Profile:
     try:
         for key, value in updates.items():
             current = getattr(profile, key)
-            if isinstance(value, dict):
+            if key == "autoscaling":
+                # One field of a section whose durations would not survive a dump and re-validation (ms ints).
+                llm = current.llm
+                scaler = TypeAdapter(Annotated[type(llm).model_fields["scaler"].annotation,
+                                               type(llm).model_fields["scaler"]]).validate_python(value["llm"]["scaler"])
+                changed[key] = current.model_copy(update={"llm": llm.model_copy(update={"scaler": scaler})})
+            elif isinstance(value, dict):
                 # Only this section goes through the model again: its fields are strings and label maps.
                 data = current.model_dump()
                 for sub, sub_value in value.items():
