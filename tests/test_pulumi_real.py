@@ -236,6 +236,16 @@ def test_dev_up_read_back_preview_drift_edit_destroy(engine: Engine, monkeypatch
     core = client.CoreV1Api(admin)
     # Every rendered object exists as rendered (fields the server adds aside), written by Pulumi.
     assert_live_matches_rendered(engine, "dev")
+    # PgBouncer and Redis survive node drains: budgets the API server accepted, and spread over nodes.
+    policy = client.PolicyV1Api(admin)
+    apps = client.AppsV1Api(admin)
+    for name, min_available in (("pgbouncer", 1), ("redis", 1)):
+        budget = policy.read_namespaced_pod_disruption_budget(name, NAMESPACES["dev"])
+        assert budget.spec.min_available == min_available
+        assert budget.spec.selector.match_labels["app.kubernetes.io/name"] == name
+        affinity = apps.read_namespaced_deployment(name, NAMESPACES["dev"]).spec.template.spec.affinity
+        term = affinity.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution[0].pod_affinity_term
+        assert term.topology_key == "kubernetes.io/hostname"
     # The Secrets the rendered objects refer to hold the stack's secret values, and nothing else does.
     secret = core.read_namespaced_secret("postgres-credentials", NAMESPACES["dev"])
     assert secret.type == "kubernetes.io/basic-auth"
