@@ -12,8 +12,8 @@ namespaces are never finalized. Everything the API server and its admission judg
 CRD validation, RBAC) is judged; nothing that needs a node is.
 
 `tools()` finds the Pulumi CLI and the pulumi-kubernetes provider: $PERFSTACK_TOOLS/bin (scripts/build-tools),
-else `pulumi` on PATH. PERFSTACK_KUBECONFIG (with PERFSTACK_KUBE_CONTEXT) points the tests at an existing
-cluster instead of starting one.
+else `pulumi` (and `kube-apiserver`) on PATH with its installed plugins. The tests always start their own API
+servers: they need a cluster they may fill, pin and tear down, and a second one without CRDs.
 """
 
 from __future__ import annotations
