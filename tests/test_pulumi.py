@@ -357,6 +357,23 @@ def test_components_outputs_and_protection(env: str) -> None:
 
 
 # ---------------------------------------------------------------- stack settings map onto profile keys
+def test_every_stack_setting_is_optional_and_the_profile_is_the_stack_name() -> None:
+    settings = StackSettings.from_config(_Config({}), "staging")
+    assert settings == StackSettings(profile="staging")
+    config = {"perfstack:kubeconfig": "kube/config", "perfstack:context": "prod-cluster", "perfstack:clusterId": "u-1",
+              "perfstack:skipAwait": True, "perfstack:llmScaler": "keda"}
+    settings = StackSettings.from_config(_Config(config), "prod")
+    assert (settings.profile, settings.kubeconfig, settings.context, settings.cluster_id, settings.skip_await) == (
+        "prod", "kube/config", "prod-cluster", "u-1", True)
+    profile, _ = load_profile("prod", ROOT / "profiles")
+    changed = apply(profile, settings)
+    assert changed.autoscaling.llm.scaler == "keda"
+    # Only the scaler changed; the section's durations survived.
+    assert changed.autoscaling.llm.model_dump(exclude={"scaler"}) == profile.autoscaling.llm.model_dump(exclude={"scaler"})
+    with pytest.raises(ProfileError, match="perfstack:llmScaler"):
+        apply(profile, StackSettings(profile="prod", llm_scaler="vpa"))
+
+
 def test_stack_settings_override_profile_keys() -> None:
     profile, _ = load_profile("prod", ROOT / "profiles")
     settings = StackSettings(profile="prod", namespace="perf-staging", prometheus_release="monitoring",
