@@ -244,10 +244,17 @@ def _annotated(obj: dict[str, Any], annotations: dict[str, str]) -> dict[str, An
 
 
 def password(config: pulumi.Config, key: str) -> pulumi.Output[str]:
-    """Secret stack config `key`, else the environment variable PASSWORD_ENV[key] (kept secret in the state)."""
-    value = config.get_secret(key)
-    if value is not None:
-        return value
+    """Secret stack config `key`, else the environment variable PASSWORD_ENV[key] (secret in the state too)."""
+    from pulumi.runtime.config import get_config, is_config_secret
+
+    # Pulumi.yaml declares these with default "" (a secret key cannot have a default, and a key without one
+    # would be required in every stack), so the program checks that a value that is set is a secret.
+    full_key = f"{PROJECT}:{key}"
+    if get_config(full_key):
+        if not is_config_secret(full_key):
+            raise PerfstackError(f"stack config {full_key}: set in plain text; use `pulumi config set --secret {key}` "
+                                 f"(or export {PASSWORD_ENV[key]})")
+        return config.require_secret(key)
     env = os.environ.get(PASSWORD_ENV[key])
     if env:
         return pulumi.Output.secret(env)

@@ -245,6 +245,21 @@ def test_missing_secret_config_stops_the_program_before_any_resource() -> None:
     assert recorder.resources == []
 
 
+def test_password_set_in_plain_text_is_refused_before_any_resource() -> None:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, project="perfstack", stack="prod", preview=False)
+    pulumi.runtime.set_all_config(stack_config("prod"), secret_keys=["perfstack:redisPassword"])
+
+    @pulumi.runtime.test
+    def program() -> None:
+        runpy.run_path(str(MAIN), run_name="__main__")
+
+    with pytest.raises(Exception, match="postgresPassword: set in plain text"):
+        program()
+    assert recorder.resources == []
+
+
 # ---------------------------------------------------------------- one profile change, exactly its resources
 def _changed(before: Recorder, after: Recorder) -> dict[tuple[str, str, str | None], set[str]]:
     a, b = before.by_identity(), after.by_identity()
@@ -439,7 +454,11 @@ def test_project_and_stack_files_agree() -> None:
     for key, spec in declared.items():
         assert spec.get("description"), f"{key} has no description"
         assert spec["type"] in types
-    assert {key for key, spec in declared.items() if spec.get("secret")} == {"postgresPassword", "redisPassword"}
+    # A secret key cannot have a default (Pulumi refuses it) and a key without one is required in every stack:
+    # the passwords have default "" and the program refuses them unless set as secrets.
+    assert not [key for key, spec in declared.items() if spec.get("secret")]
+    assert {key: declared[key]["default"] for key in ("postgresPassword", "redisPassword")} == {
+        "postgresPassword": "", "redisPassword": ""}
     required = {key for key, spec in declared.items() if "default" not in spec and not spec.get("secret")}
     # pulumi/pulumi#21797: a key without a default must be set in every stack; none is required.
     assert not required, f"keys every stack would have to set: {required}"

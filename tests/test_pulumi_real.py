@@ -65,7 +65,7 @@ class Engine:
         (folder / "infra").mkdir()
         return folder
 
-    def stack(self, project: Path, name: str, **settings: str) -> Any:
+    def stack(self, project: Path, name: str, passwords: bool = True, **settings: str) -> Any:
         """Create the stack `name` in the project copy; `settings` are `perfstack:` keys (the passwords are added).
 
         The kubeconfig and context reach the provider only through the stack: $KUBECONFIG names no file here.
@@ -80,7 +80,8 @@ class Engine:
         config = {"kubeconfig": str(self.cluster.deployer_kubeconfig), "context": self.cluster.deployer_context,
                   "skipAwait": "true", **settings}
         values = {f"perfstack:{k}": auto.ConfigValue(v) for k, v in config.items()}
-        values.update({f"perfstack:{k}": auto.ConfigValue(v, secret=True) for k, v in PASSWORDS.items()})
+        if passwords:
+            values.update({f"perfstack:{k}": auto.ConfigValue(v, secret=True) for k, v in PASSWORDS.items()})
         stack.set_all_config(values)
         return stack
 
@@ -425,6 +426,31 @@ def test_relative_render_yaml_to_directory_lands_under_the_project_root(engine: 
     written = sorted(p.name for p in (project / "out" / "manifests").rglob("*.yaml"))
     assert len(written) >= len(rendered_objects("prod")), written
     assert not (project / "infra" / "out").exists()
+
+
+def test_passwords_from_the_environment_need_no_secret_in_the_stack_file(engine: Engine,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import client
+    from pulumi import automation as auto
+
+    from infra.program import PASSWORD_ENV
+
+    project = engine.project("env-passwords")
+    monkeypatch.chdir(project)
+    stack = engine.stack(project, "prod", passwords=False)
+    with pytest.raises(auto.errors.CommandError, match="PERFSTACK_POSTGRES_PASSWORD"):
+        stack.preview(color="never")  # unset: refused by the program, naming both ways to set it
+    for key, value in PASSWORDS.items():
+        monkeypatch.setenv(PASSWORD_ENV[key], value)  # the program runs in this process
+    stack.up(color="never")
+    assert "secure:" not in (project / "stacks" / "Pulumi.prod.yaml").read_text()
+    secret = client.CoreV1Api(engine.cluster.admin()).read_namespaced_secret("redis-credentials", NAMESPACES["prod"])
+    import base64
+
+    assert base64.b64decode(secret.data["password"]).decode() == PASSWORDS["redisPassword"]
+    state = json.dumps(stack.export_stack().deployment)
+    assert PASSWORDS["redisPassword"] not in state  # encrypted in the state, as secret config would be
+    stack.destroy(color="never")
 
 
 def test_what_the_cli_writes_into_stack_files_stays_out_of_git(engine: Engine) -> None:
