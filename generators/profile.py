@@ -388,6 +388,9 @@ class Kubernetes(Strict):
     grafana_instance_labels: dict[str, str] = Field(default_factory=lambda: {"dashboards": "grafana"})
     postgres: Literal["cloudnativepg", "external"] = "external"
     runbook_url: str = "https://runbooks.example.com/perfstack"
+    manage_namespace: bool = Field(
+        False, description="the Pulumi stack owns the Namespace: creates it, adopts it when it exists, never deletes "
+                           "it; off: the namespace must exist and is left alone")
 
 
 # ---------------------------------------------------------------- review and cost

@@ -208,7 +208,7 @@ def test_objects_are_built_in_one_package() -> None:
     assert all(part.objects == [] for part in config_parts(profile).all())
     bundle = render(profile)
     assert {o["kind"] for o in bundle.objects} >= {"Deployment", "HorizontalPodAutoscaler", "ConfigMap",
-                                                    "PrometheusRule", "Service", "Namespace"}
+                                                    "PrometheusRule", "Service", "PodDisruptionBudget"}
 
 
 def test_targets_are_registered_by_reference() -> None:

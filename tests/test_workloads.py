@@ -1,4 +1,4 @@
-"""generators/workloads.py: the namespace, PgBouncer, Redis and PostgreSQL objects.
+"""generators/objects/workloads.py: the namespace, PgBouncer, Redis and PostgreSQL objects.
 
 Objects are checked against the Kubernetes schemas (kubernetes-validate) and, where a real tool reads
 what they carry, with that tool: redis-server started with the container's own command line and the

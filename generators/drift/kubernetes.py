@@ -15,6 +15,7 @@ name, and only the named items perfstack renders are compared. Resource quantiti
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -171,7 +172,8 @@ def api_client(context: str | None = None) -> Any:
     except ImportError as exc:
         raise RuntimeError("the kubernetes Python client is not installed: pip install 'perfstack[deploy]'") from exc
     try:
-        return config.new_client_from_config(context=context)
+        # $KUBECONFIG as it is now: the client reads it once, when first imported.
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
     except config.ConfigException as exc:
         if context:
             raise

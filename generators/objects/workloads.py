@@ -15,6 +15,7 @@ from .. import paths, units
 from ..bundle import Finding, Part, Parts, Setting
 from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
 from ..profile import Profile
+from . import disruption
 
 TARGET = "workloads"
 
@@ -136,7 +137,8 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "selector": {"matchLabels": _selector(profile, "pgbouncer")},
             # Never fewer pools than the profile sized the connections for while pods roll.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume]}),
+            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume],
+                                                                   "affinity": disruption.anti_affinity(profile, "pgbouncer")}),
         },
     }
     return [config_map(profile, "pgbouncer", "pgbouncer", data), deployment,
@@ -197,7 +199,8 @@ def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "metadata": {"name": "data", "labels": labels(profile, "redis")},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.text}}},
         }]
-    spec["template"] = _pod_template(profile, "redis", data, {"containers": [container], "volumes": volumes})
+    spec["template"] = _pod_template(profile, "redis", data, {"containers": [container], "volumes": volumes,
+                                                             "affinity": disruption.anti_affinity(profile, "redis")})
     workload = {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata(profile, "redis", "redis"), "spec": spec}
     return [config_map(profile, "redis", "redis", data), workload, _service(profile, "redis", "redis", r.port)]
 
@@ -274,5 +277,8 @@ def render(profile: Profile, parts: Parts) -> Part:
         settings.append(storage)
     if profile.kubernetes.postgres == "cloudnativepg":
         settings.append(postgres_storage(profile))
-    objects = [namespace(profile), *pgbouncer_objects(profile, parts), *redis_objects(profile, parts), *pg_objects]
+    # The Namespace is the stack's only when kubernetes.manage_namespace is on (it is then adopted, never deleted).
+    managed = [namespace(profile)] if profile.kubernetes.manage_namespace else []
+    objects = [*managed, *pgbouncer_objects(profile, parts), *redis_objects(profile, parts), *pg_objects,
+               *disruption.objects(profile)]
     return Part(settings=settings, objects=objects, warnings=warnings)
