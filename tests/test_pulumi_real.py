@@ -395,7 +395,7 @@ def test_managed_namespace_is_adopted_and_never_deleted(engine: Engine, monkeypa
     project = engine.project("adopt")
     monkeypatch.chdir(project)
     (project / "profiles" / "adopt.yaml").write_text(
-        f"extends: dev\nnamespace: {ADOPT_NAMESPACE}\nkubernetes:\n  manage_namespace: true\n")
+        f"extends: dev\nenvironment: adopt\nnamespace: {ADOPT_NAMESPACE}\nkubernetes:\n  manage_namespace: true\n")
     core = client.CoreV1Api(engine.cluster.admin())
     core.create_namespaced_config_map(ADOPT_NAMESPACE, {"metadata": {"name": "someone-elses"}, "data": {"a": "b"}})
     # An object of the stack's that exists already is not adopted silently (README, "Deploying").

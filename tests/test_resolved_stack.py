@@ -175,7 +175,8 @@ def _imports(path: Path) -> set[str]:
             module = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
             if not module.startswith("generators"):
                 continue
-            found.add(module)
+            if node.module is not None:  # `from . import x` imports the submodule x, not the package's own __init__
+                found.add(module)
             for alias in node.names:
                 found.add(f"{module}.{alias.name}")
         elif isinstance(node, ast.Import):

@@ -44,12 +44,11 @@ def change_of(event: Any) -> Difference | None:
 
 def _program(project: Path) -> Any:
     """The project's Pulumi program (infra/program.py), run with the project's folder as its root."""
-    import importlib
     import sys
 
     if str(project) not in sys.path:
         sys.path.insert(0, str(project))
-    program = importlib.import_module("infra.program")
+    from infra import program  # the Pulumi program itself, run inline
     return lambda: program.main(root=project)
 
 
