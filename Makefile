@@ -4,8 +4,7 @@ install:
 	python3 -m pip install -q --disable-pip-version-check -e .
 
 render: install
-	perfstack render dev
-	perfstack render prod
+	perfstack render --all
 
 test:
 	bash scripts/test

@@ -22,8 +22,8 @@ import psycopg
 
 from generators import localservers as ls
 from generators.drift import Endpoints, detect, format_text
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
 
 TARGET_S = 1.0
 RULES_FILE = "prometheus/alerts.yaml"

@@ -21,23 +21,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # perfstack's modules are imported inside the functions, so that --breakdown times their imports too.
 
 MEMORIES = ["2GiB", "4GiB", "8GiB", "16GiB", "32GiB", "64GiB", "128GiB", "256GiB"]
 CPUS = [1, 2, 4, 8, 16, 32]
+if TYPE_CHECKING:
+    from generators.profile import Profile
+
 WORKLOADS = ["web", "oltp", "dw", "mixed", "desktop"]
 STORAGE = ["ssd", "nvme", "hdd", "san"]
 VERSIONS = [13, 14, 15, 16, 17]
 
 
-def generated_profiles(base: dict, count: int) -> list[Any]:
+def generated_profiles(base: dict[str, Any], count: int) -> list[Profile]:
     """count distinct, valid variations of the base profile's data."""
     from generators.profile import Profile
 
     combos = itertools.product(MEMORIES, CPUS, WORKLOADS, STORAGE, VERSIONS)
-    profiles = []
+    profiles: list[Profile] = []
     for index, (memory, cpus, workload, storage, version) in enumerate(combos):
         if len(profiles) == count:
             break
@@ -51,19 +54,16 @@ def generated_profiles(base: dict, count: int) -> list[Any]:
 
 
 def breakdown(env: str, profiles_dir: Path) -> dict[str, float]:
-    """Where one render's time goes, in ms, in a fresh process: imports (every target module), loading the
-    profile, each target's render, the Kubernetes objects' YAML, writing the files."""
-    import importlib
-
+    """Where one render's time goes, in ms, in a fresh process: imports, loading the profile, each stage of
+    the render (config parts, gate, alerts, dashboards, objects), the Kubernetes objects' YAML, writing."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    from generators import k8s
+    from generators import alerts, cli, dashboards, k8s  # noqa: F401 (cli: its import time)
+    from generators import render as stages
     from generators.output import write_bundle
-    from generators.profile import load_profile
-    from generators.render import TARGETS, render
+    from generators.render import render
+    from generators.validation import load_profile
 
-    importlib.import_module("generators.cli")
-    targets = {name: importlib.import_module(f"generators.{name}") for name in TARGETS}
     timings["imports"] = time.perf_counter() - started
     mark = time.perf_counter()
     profile, source = load_profile(env, profiles_dir)
@@ -78,13 +78,28 @@ def breakdown(env: str, profiles_dir: Path) -> dict[str, float]:
         timings["write"] = time.perf_counter() - mark
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    for name, module in targets.items():  # the same work again, target by target (modules now warm)
-        mark = time.perf_counter()
-        module.render(profile)
-        timings[f"render.{name}"] = time.perf_counter() - mark
+    # The same work again, stage by stage (modules now warm).
+    mark = time.perf_counter()
+    parts = stages.config_parts(profile)
+    timings["render.config_parts"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    stages.gate(profile, parts, source)
+    timings["render.gate (checks)"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    rules = stages.alert_rules(profile, parts)
+    alerts_part = alerts.render(profile, rules)
+    timings["render.alerts"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    boards = dashboards.render(profile, rules)
+    timings["render.dashboards"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    _core, objects = stages.kubernetes_objects(profile, parts, rules, boards)
+    stages.gate(profile, parts, source, objects)
+    timings["render.objects + lint"] = time.perf_counter() - mark
+    del alerts_part
     mark = time.perf_counter()
     for obj in bundle.objects:
-        k8s.to_yaml(obj)
+        k8s.dump_yaml(obj)
     timings[f"render.kubernetes_yaml ({len(bundle.objects)} objects)"] = time.perf_counter() - mark
     return {key: round(value * 1000, 1) for key, value in timings.items()}
 

@@ -11,6 +11,8 @@
    pressure: a fill to twice maxmemory evicts under allkeys-lru and is refused (OOM) under noeviction.
 4. perfstack itself: whole-process `perfstack render ENV` (target < 0.5 s, median of several runs), 100
    generated environments rendered in one process (target < 3 s), and peak memory of each.
+5. `perfstack advise` on a planted workload (benchmarks/advise_bench.py): p95 and TPS of the slow
+   statements and of a mixed workload before and after applying its index SQL and profile edits.
 
 Writes benchmarks/results/latest.json and latest.png; --readme rewrites the README's figures between its
 bench markers. Every load targets servers this script starts on 127.0.0.1, bounded in clients and time.
@@ -46,8 +48,9 @@ from generators.bench import (
     run_pgbench,
     run_redis_benchmark,
 )
-from generators.profile import Hardware, load_profile
+from generators.profile import Hardware
 from generators.render import render
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,7 +117,7 @@ def top_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
         if match:
             package = match.group(2).split(".")[0]
             packages[package] = packages.get(package, 0) + int(match.group(1))
-    rows = [{"package": name, "ms": round(us / 1000, 1)} for name, us in packages.items()]
+    rows: list[dict[str, Any]] = [{"package": name, "ms": round(us / 1000, 1)} for name, us in packages.items()]
     total = round(sum(packages.values()) / 1000, 1)
     return [{"package": "(all imports)", "ms": total}, *sorted(rows, key=lambda r: -r["ms"])[:count]]
 
@@ -324,6 +327,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["redis"] = bench_redis(bundle.files["redis/redis.conf"], 20_000 if quick else 100_000, 50,
                                    1 if quick else 3)
     results["eviction"] = bench_eviction(local, 32 * 2**20 if quick else 64 * 2**20)
+    say("perfstack advise: the planted workload before and after its advice")
+    import advise_bench  # benchmarks/advise_bench.py, beside this script
+
+    results["advise"] = advise_bench.run(duration=3 if quick else 10)
     results["total_s"] = round(time.perf_counter() - started, 1)
     return results
 
@@ -457,6 +464,10 @@ def figures_markdown(results: dict[str, Any]) -> str:
                   f"imports {phases['imports']:.0f} (by package: {imports}), loading the profile "
                   f"{phases['load_profile']:.0f}, rendering {phases['render']:.0f} (of which "
                   + ", ".join(f"{k} {v:.0f}" for k, v in per_target) + f"), writing {phases['write']:.0f}."]
+    if "advise" in results:
+        import advise_bench
+
+        lines += ["", advise_bench.markdown(results["advise"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

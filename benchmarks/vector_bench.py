@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generators import vector_bench  # noqa: E402
-from generators.profile import load_profile  # noqa: E402
+from generators.validation import load_profile  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

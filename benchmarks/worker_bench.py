@@ -31,8 +31,8 @@ import redis  # noqa: E402
 
 from generators import localservers, workers  # noqa: E402
 from generators.loader import Source, deep_merge, load_source  # noqa: E402
-from generators.profile import profile_from_source  # noqa: E402
 from generators.render import render  # noqa: E402
+from generators.validation import profile_from_source  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -131,7 +131,7 @@ def main() -> int:
             wait(lambda: r.get("redeliver:done"), 60)
             results["redelivery"] = {"visibility_timeout_s": 3, "restore_interval_s": 1,
                                      "seconds_from_kill_to_done": round(time.monotonic() - killed, 2),
-                                     "attempts": int(r.get("redeliver:attempts"))}
+                                     "attempts": int(str(r.get("redeliver:attempts")))}
             print(results["redelivery"])
         finally:
             kill(second)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import paths
 from .errors import PerfstackError
 from .profile import Hardware, Profile
 
@@ -406,12 +407,12 @@ def run_bench(profile: Profile, options: BenchOptions, progress: Progress | None
     servers: list[Any] = []
     try:
         say("starting PostgreSQL, PgBouncer and Redis from the rendered files")
-        postgres = localservers.start_postgres(bundle.files["postgres/postgresql.conf"])
+        postgres = localservers.start_postgres(bundle.files[paths.POSTGRESQL_CONF])
         servers.append(postgres)
         _create_databases(postgres, profile.pgbouncer.databases)
-        pgbouncer = localservers.start_pgbouncer(bundle.files["pgbouncer/pgbouncer.ini"], postgres)
+        pgbouncer = localservers.start_pgbouncer(bundle.files[paths.PGBOUNCER_INI], postgres)
         servers.append(pgbouncer)
-        redis = localservers.start_redis(bundle.files["redis/redis.conf"])
+        redis = localservers.start_redis(bundle.files[paths.REDIS_CONF])
         servers.append(redis)
         dbname = profile.pgbouncer.databases[0]
         say(f"pgbench -i -s {options.scale} ({options.scale * 100_000:,} accounts)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .profile import Profile
@@ -36,7 +36,8 @@ class Finding:
     check: str
     message: str
     severity: str = "warning"  # warning | error
-    keys: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # the profile keys the finding is about (the first written one is named)
+    context: tuple[str, ...] = ()  # keys that only locate it when none of `keys` is written
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.check}: {self.message}"
@@ -50,6 +51,44 @@ class Part:
     files: dict[str, str] = field(default_factory=dict)
     objects: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # Figures the target derived from its settings that other stages read (never written to a file):
+    # PgBouncer's server connections, the LLM's GPU budget and startup probe.
+    derived: dict[str, Any] = field(default_factory=dict)
+
+    def setting(self, key: str) -> Setting:
+        """The rendered setting `key` (KeyError naming the key when this part renders none)."""
+        for item in self.settings:
+            if item.key == key:
+                return item
+        raise KeyError(f"no rendered setting {key!r}")
+
+    def get(self, key: str) -> Setting | None:
+        return next((item for item in self.settings if item.key == key), None)
+
+    def value(self, key: str) -> Any:
+        """The resolved value of `key` in perfstack's internal unit (kB, bytes, ms), whatever set it."""
+        return self.setting(key).value
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The config stage's result: each component's rendered settings and files, by name.
+
+    Every later stage (checks, lint, alerts, dashboards, Kubernetes objects) reads these, never the
+    targets' rule functions. Adding a component adds one field here and one line in render.config_parts.
+    """
+
+    postgres: Part
+    pgbouncer: Part
+    redis: Part
+    llm: Part
+    app: Part
+    autoscaling: Part
+    workers: Part
+    vector: Part
+
+    def all(self) -> list[Part]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 @dataclass

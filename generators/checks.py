@@ -1,59 +1,103 @@
 """Cross-component checks: the one place where components are sized against each other.
 
-Each check returns Findings whose message carries the numbers on both sides. Errors refuse the
-profile (validate, render and the Pulumi program alike); warnings are printed and kept in explain.json.
+Each check is `check(profile, parts) -> list[Finding]` and reads the values the config stage really
+rendered (`parts.postgres.value("max_connections")`), whether a rule, a profile key or a
+`postgres.settings` override set them; it never calls another target's rule functions. Messages carry
+the numbers on both sides. Errors refuse the profile (render, validate, diff, drift and the Pulumi
+program alike, through render.gate); warnings are printed and kept in explain.json.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from . import llm, pgbouncer, postgres, redis, units
-from .bundle import Finding
+from . import margins as margins_
+from . import units
+from .bundle import Finding, Parts
 from .checks_workers import WORKER_CHECKS
 from .profile import Profile
 
-Check = Callable[[Profile], list[Finding]]
+Check = Callable[[Profile, Parts], list[Finding]]
 
 
-def pgbouncer_fits_postgres(profile: Profile) -> list[Finding]:
+def pg_key(profile: Profile, name: str) -> str:
+    """The profile key that set PostgreSQL's `name`: its `postgres.settings` override when there is one."""
+    written = next((k for k in profile.postgres.settings if k.lower() == name), None)
+    return f"postgres.settings.{written}" if written else f"postgres.{name}"
+
+
+def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
     pb = profile.pgbouncer
-    needed = pgbouncer.server_connections(profile)
-    max_conn = postgres.max_connections(postgres.Inputs.from_profile(profile)).value
-    reserved = profile.postgres.superuser_reserved_connections
+    pool, reserve = parts.pgbouncer.value("default_pool_size"), parts.pgbouncer.value("reserve_pool_size")
+    needed = parts.pgbouncer.derived["server_connections"]
+    max_conn = parts.postgres.value("max_connections")
+    reserved = parts.postgres.value("superuser_reserved_connections")
     available = max_conn - reserved
     if needed <= available:
         return []
     return [Finding(
         "pgbouncer_fits_postgres",
-        f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} pools x ({pb.default_pool_size} + "
-        f"{pb.reserve_pool_size}) = {needed} server connections but postgres.max_connections {max_conn} - "
+        f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} pools x ({pool} + "
+        f"{reserve}) = {needed} server connections but {pg_key(profile, 'max_connections')} {max_conn} - "
         f"{reserved} reserved leaves {available}",
-        "error", ("pgbouncer.default_pool_size", "postgres.max_connections"))]
+        "error", ("pgbouncer.default_pool_size", pg_key(profile, "max_connections")))]
 
 
-def app_fits_pgbouncer(profile: Profile) -> list[Finding]:
-    pool = profile.app.db_pool
-    replicas = profile.autoscaling.api.max_replicas
-    needed = replicas * (pool.size + pool.max_overflow)
+def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
+    size, overflow = parts.app.value("DB_POOL_SIZE"), parts.app.value("DB_MAX_OVERFLOW")
+    replicas = parts.autoscaling.value("api.max_replicas")
+    needed = replicas * (size + overflow)
     # Every PgBouncer replica takes max_client_conn clients; a Service spreads pods across them.
-    available = profile.pgbouncer.max_client_conn * profile.pgbouncer.replicas
+    max_client = parts.pgbouncer.value("max_client_conn")
+    available = max_client * profile.pgbouncer.replicas
     if needed <= available:
         return []
     return [Finding(
         "app_fits_pgbouncer",
-        f"the app at autoscaling.api.max_replicas {replicas} x (db_pool.size {pool.size} + max_overflow "
-        f"{pool.max_overflow}) = {needed} client connections but pgbouncer allows {profile.pgbouncer.replicas} "
-        f"replicas x max_client_conn {profile.pgbouncer.max_client_conn} = {available}",
+        f"the app at autoscaling.api.max_replicas {replicas} x (db_pool.size {size} + max_overflow "
+        f"{overflow}) = {needed} client connections but pgbouncer allows {profile.pgbouncer.replicas} "
+        f"replicas x max_client_conn {max_client} = {available}",
         "error", ("app.db_pool.size", "pgbouncer.max_client_conn"))]
 
 
+# PostgreSQL's memory: shared_buffers is allocated at start; each connection may use work_mem per sort
+# or hash node (one per connection is the pgtune assumption behind its work_mem rule), and
+# maintenance_work_mem and one autovacuum_work_mem per autovacuum worker run beside them.
+PG_AUTOVACUUM_DEFAULT_WORKERS = 3  # PostgreSQL's autovacuum_max_workers default
+
+
+def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
+    pg = parts.postgres
+    memory_kb = profile.hardware.postgres.memory // 1024
+    shared, work, maint = pg.value("shared_buffers"), pg.value("work_mem"), pg.value("maintenance_work_mem")
+    conns = pg.value("max_connections")
+    workers_setting = pg.get("autovacuum_max_workers")
+    workers = workers_setting.value if workers_setting else PG_AUTOVACUUM_DEFAULT_WORKERS
+    av_setting = pg.get("autovacuum_work_mem")
+    av = av_setting.value if av_setting and av_setting.value != -1 else maint
+    used = shared + work * conns + maint + workers * av
+    if used <= memory_kb:
+        return []
+    counted = [pg.setting(k) for k in ("shared_buffers", "work_mem", "max_connections", "maintenance_work_mem")]
+    # pgtune's own output on a small host (its 4MB work_mem floor x its default connections) is a warning;
+    # a value the profile chose (a key or a postgres.settings override) that does not fit is refused.
+    chosen = any(not s.rule.startswith("pgtune:") or "given by" in s.rule for s in counted)
+    def kb(value: int) -> str:
+        return units.format_size_human(value * 1024)
+
+    return [Finding(
+        "postgres_fits_memory",
+        f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns} + maintenance_work_mem "
+        f"{kb(maint)} + {workers} autovacuum workers x {kb(av)} = {kb(used)} ({used} kB) exceeds "
+        f"hardware.postgres.memory {kb(memory_kb)} ({memory_kb} kB)"
+        + ("" if chosen else ": pgtune's defaults overcommit this host; set postgres.max_connections lower"),
+        "error" if chosen else "warning", (pg_key(profile, "shared_buffers"), pg_key(profile, "work_mem"), pg_key(profile, "max_connections"),
+                  "hardware.postgres.memory"))]
+
+
 human = units.format_size_human
-
-
-def _duration(ms: int) -> str:
-    return "0 (no limit)" if ms == 0 else units.format_duration(ms)
 
 
 def _limit(ms: int) -> float:
@@ -68,11 +112,11 @@ def _limit(ms: int) -> float:
 REDIS_MAXMEMORY_SHARE = {"none": (3, 4), "rdb": (1, 2), "aof": (1, 2)}
 
 
-def redis_fits_memory(profile: Profile) -> list[Finding]:
+def redis_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
     memory = profile.hardware.redis.memory
     num, den = REDIS_MAXMEMORY_SHARE[profile.redis.persistence]
     allowed = memory * num // den
-    used = redis.maxmemory_bytes(profile)
+    used = parts.redis.value("maxmemory")
     if used <= allowed:
         return []
     return [Finding(
@@ -85,19 +129,21 @@ def redis_fits_memory(profile: Profile) -> list[Finding]:
         "error", ("redis.maxmemory", "hardware.redis.memory"))]
 
 
-def redis_queue_keeps_jobs(profile: Profile) -> list[Finding]:
+def redis_queue_keeps_jobs(profile: Profile, parts: Parts) -> list[Finding]:
     r = profile.redis
-    if r.role != "queue" or (r.maxmemory_policy == "noeviction" and r.persistence == "aof"):
+    policy = parts.redis.value("maxmemory-policy")
+    aof = parts.redis.value("appendonly")
+    if r.role != "queue" or (policy == "noeviction" and aof):
         return []
     wrong = []
-    if r.maxmemory_policy != "noeviction":
-        wrong.append(f"maxmemory_policy noeviction (is {r.maxmemory_policy})")
-    if r.persistence != "aof":
+    if policy != "noeviction":
+        wrong.append(f"maxmemory_policy noeviction (is {policy})")
+    if not aof:
         wrong.append(f"persistence aof (is {r.persistence})")
     return [Finding(
         "redis_queue_keeps_jobs",
         "redis.role queue must never evict or lose a job, so it needs " + " and ".join(wrong),
-        "error", ("redis.maxmemory_policy" if r.maxmemory_policy != "noeviction" else "redis.persistence",
+        "error", ("redis.maxmemory_policy" if policy != "noeviction" else "redis.persistence",
                   "redis.role"))]
 
 
@@ -106,14 +152,14 @@ VLLM_KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 OLLAMA_KV_CACHE_DTYPES = ("auto", "f16", "q8_0", "q4_0")
 
 
-def llm_needs_gpu(profile: Profile) -> list[Finding]:
+def llm_needs_gpu(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.hardware.gpu is not None:
         return []
     return [Finding("llm_needs_gpu", f"llm.server {profile.llm.server} needs hardware.gpu (memory and count) "
                     "to size its memory budget", "error", ("hardware.gpu", "llm"))]
 
 
-def llm_kv_cache_dtype_supported(profile: Profile) -> list[Finding]:
+def llm_kv_cache_dtype_supported(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None:
         return []
     allowed = VLLM_KV_CACHE_DTYPES if profile.llm.server == "vllm" else OLLAMA_KV_CACHE_DTYPES
@@ -124,7 +170,7 @@ def llm_kv_cache_dtype_supported(profile: Profile) -> list[Finding]:
                     f"{profile.llm.server} takes {', '.join(allowed)}", "error", ("llm.kv_cache_dtype", "llm.server"))]
 
 
-def llm_tensor_parallel_fits_heads(profile: Profile) -> list[Finding]:
+def llm_tensor_parallel_fits_heads(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.hardware.gpu is None or profile.llm.server != "vllm":
         return []
     tp, heads = profile.hardware.gpu.count, profile.llm.model.kv_heads
@@ -136,10 +182,10 @@ def llm_tensor_parallel_fits_heads(profile: Profile) -> list[Finding]:
                     f"{tp} % {heads} = {tp % heads})", "error", ("hardware.gpu.count", "llm.model.kv_heads"))]
 
 
-def llm_fits_gpu(profile: Profile) -> list[Finding]:
+def llm_fits_gpu(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.hardware.gpu is None:
         return []
-    b = llm.gpu_budget(profile)
+    b = parts.llm.derived["gpu_budget"]
     left = (f"gpu_memory_utilization {b.utilization:g} x {human(b.gpu_memory)} x {b.gpu_count} GPU(s) = "
             f"{human(b.budget)} - weights {human(b.weights)} - activation reserve {human(b.activation_reserve)} "
             f"leaves {human(b.kv_cache_bytes)} ({b.kv_cache_bytes} bytes) = {b.kv_cache_tokens} tokens at "
@@ -162,7 +208,7 @@ def llm_fits_gpu(profile: Profile) -> list[Finding]:
         "warning", ("llm.max_num_seqs",))]
 
 
-def llm_scale_down_covers_keep_alive(profile: Profile) -> list[Finding]:
+def llm_scale_down_covers_keep_alive(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None:
         return []
     stabilization = profile.autoscaling.llm.scale_down_stabilization
@@ -171,28 +217,28 @@ def llm_scale_down_covers_keep_alive(profile: Profile) -> list[Finding]:
         return []
     return [Finding(
         "llm_scale_down_covers_keep_alive",
-        f"autoscaling.llm.scale_down_stabilization {_duration(stabilization)} ({stabilization} ms) is shorter than "
-        f"llm.keep_alive {_duration(keep_alive)} ({keep_alive} ms): a model would be unloaded and reloaded in a loop",
+        f"autoscaling.llm.scale_down_stabilization {units.format_duration_or_unbounded(stabilization)} ({stabilization} ms) is shorter than "
+        f"llm.keep_alive {units.format_duration_or_unbounded(keep_alive)} ({keep_alive} ms): a model would be unloaded and reloaded in a loop",
         "error", ("autoscaling.llm.scale_down_stabilization", "llm.keep_alive"))]
 
 
-def llm_startup_covers_load_time(profile: Profile) -> list[Finding]:
+def llm_startup_covers_load_time(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.hardware.gpu is None:
         return []
-    budget = llm.startup_budget_ms(profile)
-    probe = llm.startup_probe(profile)
+    probe = parts.llm.derived["startup_probe"]
+    budget = probe["failureThreshold"] * probe["periodSeconds"] * 1000
     load_time = profile.llm.load_time
     if budget >= load_time:
         return []
     return [Finding(
         "llm_startup_covers_load_time",
         f"the LLM startup probe allows failureThreshold {probe['failureThreshold']} x periodSeconds "
-        f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {_duration(load_time)} "
+        f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {units.format_duration_or_unbounded(load_time)} "
         f"({load_time / 1000:g}s): Kubernetes would restart the pod before the model loads",
         "error", ("llm.startup_timeout", "llm.load_time"))]
 
 
-def llm_autoscaling_has_metric(profile: Profile) -> list[Finding]:
+def llm_autoscaling_has_metric(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.llm.server != "ollama" or profile.autoscaling.llm.max_replicas <= 1:
         return []
     scaling = profile.autoscaling.llm
@@ -207,14 +253,14 @@ def llm_autoscaling_has_metric(profile: Profile) -> list[Finding]:
 HPA_MAX_STABILIZATION_MS = 3_600_000  # the API server refuses a stabilizationWindowSeconds above 3600
 
 
-def hpa_stabilization_within_limit(profile: Profile) -> list[Finding]:
+def hpa_stabilization_within_limit(profile: Profile, parts: Parts) -> list[Finding]:
     found = []
     for name in ("api", "llm"):
         window = getattr(profile.autoscaling, name).scale_down_stabilization
         if window > HPA_MAX_STABILIZATION_MS:
             found.append(Finding(
                 "hpa_stabilization_within_limit",
-                f"autoscaling.{name}.scale_down_stabilization {_duration(window)} ({window // 1000}s) exceeds the "
+                f"autoscaling.{name}.scale_down_stabilization {units.format_duration_or_unbounded(window)} ({window // 1000}s) exceeds the "
                 f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s"
                 + (" (with llm.keep_alive above 1h, keep autoscaling.llm.max_replicas at min_replicas)"
                    if name == "llm" else ""),
@@ -223,79 +269,100 @@ def hpa_stabilization_within_limit(profile: Profile) -> list[Finding]:
 
 
 # ---------------------------------------------------------------- timeouts nest
-def http_timeout_above_query_timeout(profile: Profile) -> list[Finding]:
-    http, query = profile.app.http.timeout, profile.pgbouncer.query_timeout
-    if _limit(http) > _limit(query) or (http == 0 and query == 0):
-        return []
-    return [Finding(
-        "http_timeout_above_query_timeout",
-        f"app.http.timeout {_duration(http)} ({http} ms) must be above pgbouncer.query_timeout {_duration(query)} "
-        f"({query} ms): the database side gives up first and the client gets its error, not a hang",
-        "error", ("app.http.timeout", "pgbouncer.query_timeout"))]
+@dataclass(frozen=True)
+class Timeout:
+    """One side of a timeout ordering: the profile key that sets it and how to read its rendered value (ms)."""
+
+    key: str
+    read: Callable[[Profile, Parts], int | None]  # None: the component is not rendered
+    zero_is_unbounded: bool = True  # 0 disables the timeout (an SLO or a backoff step is never 0-means-off)
 
 
-def query_timeout_covers_statement_timeout(profile: Profile) -> list[Finding]:
-    query, statement = profile.pgbouncer.query_timeout, profile.postgres.statement_timeout
-    if _limit(query) >= _limit(statement):
-        return []
-    return [Finding(
-        "query_timeout_covers_statement_timeout",
-        f"pgbouncer.query_timeout {_duration(query)} ({query} ms) is below postgres.statement_timeout "
-        f"{_duration(statement)} ({statement} ms): PgBouncer would drop the connection before PostgreSQL "
-        "cancels the statement with a clean error",
-        "error", ("pgbouncer.query_timeout", "postgres.statement_timeout"))]
+@dataclass(frozen=True)
+class Ordering:
+    """`outer` must be above (strict) or at least (not strict) `inner`, for `why`."""
+
+    check: str
+    outer: Timeout
+    inner: Timeout
+    strict: bool
+    why: str
 
 
-def llm_timeout_covers_slo(profile: Profile) -> list[Finding]:
-    if profile.llm is None:
-        return []
-    timeout, slo = profile.llm.request_timeout, profile.slo.llm_latency_p95
-    if _limit(timeout) >= slo:
-        return []
-    return [Finding(
-        "llm_timeout_covers_slo",
-        f"llm.request_timeout {_duration(timeout)} ({timeout} ms) is below slo.llm_latency_p95 {_duration(slo)} "
-        f"({slo} ms): requests the SLO allows would time out",
-        "error", ("llm.request_timeout", "slo.llm_latency_p95"))]
+def _pg_ms(name: str) -> Timeout:
+    return Timeout(f"postgres.{name}", lambda profile, parts: parts.postgres.value(name))
 
 
-def db_query_slo_within_statement_timeout(profile: Profile) -> list[Finding]:
-    slo, statement = profile.slo.db_query_p95, profile.postgres.statement_timeout
-    if slo <= _limit(statement):
-        return []
-    return [Finding(
-        "db_query_slo_within_statement_timeout",
-        f"slo.db_query_p95 {_duration(slo)} ({slo} ms) is above postgres.statement_timeout {_duration(statement)} "
-        f"({statement} ms): queries the SLO allows would be cancelled",
-        "error", ("slo.db_query_p95", "postgres.statement_timeout"))]
+def _llm(profile: Profile, parts: Parts) -> int | None:
+    return profile.llm.request_timeout if profile.llm is not None else None
 
 
-def retry_backoff_ordered(profile: Profile) -> list[Finding]:
-    retry = profile.app.retry
-    if retry.backoff_max >= retry.backoff_base:
-        return []
-    return [Finding(
-        "retry_backoff_ordered",
-        f"app.retry.backoff_max {_duration(retry.backoff_max)} ({retry.backoff_max} ms) is below backoff_base "
-        f"{_duration(retry.backoff_base)} ({retry.backoff_base} ms): the exponential backoff would be capped "
-        "below its first step",
-        "error", ("app.retry.backoff_max", "app.retry.backoff_base"))]
+HTTP_TIMEOUT = Timeout("app.http.timeout", lambda profile, parts: parts.app.value("HTTP_TIMEOUT_SECONDS"))
+QUERY_TIMEOUT = Timeout("pgbouncer.query_timeout", lambda profile, parts: parts.pgbouncer.value("query_timeout"))
+STATEMENT_TIMEOUT = _pg_ms("statement_timeout")
+LLM_REQUEST_TIMEOUT = Timeout("llm.request_timeout", _llm)
+LLM_SLO = Timeout("slo.llm_latency_p95", lambda profile, parts: profile.slo.llm_latency_p95, False)
+DB_QUERY_SLO = Timeout("slo.db_query_p95", lambda profile, parts: profile.slo.db_query_p95, False)
+BACKOFF_MAX = Timeout("app.retry.backoff_max", lambda profile, parts: parts.app.value("RETRY_BACKOFF_MAX_SECONDS"), False)
+BACKOFF_BASE = Timeout("app.retry.backoff_base", lambda profile, parts: parts.app.value("RETRY_BACKOFF_BASE_SECONDS"),
+                       False)
+
+# Every timeout that must nest inside another, outermost first: one table, one check function.
+TIMEOUT_ORDER: list[Ordering] = [
+    Ordering("http_timeout_above_query_timeout", HTTP_TIMEOUT, QUERY_TIMEOUT, True,
+             "the database side gives up first and the client gets its error, not a hang"),
+    Ordering("query_timeout_covers_statement_timeout", QUERY_TIMEOUT, STATEMENT_TIMEOUT, False,
+             "PgBouncer would drop the connection before PostgreSQL cancels the statement with a clean error"),
+    Ordering("llm_timeout_covers_slo", LLM_REQUEST_TIMEOUT, LLM_SLO, False,
+             "requests the SLO allows would time out"),
+    Ordering("db_query_slo_within_statement_timeout", STATEMENT_TIMEOUT, DB_QUERY_SLO, False,
+             "queries the SLO allows would be cancelled"),
+    Ordering("retry_backoff_ordered", BACKOFF_MAX, BACKOFF_BASE, False,
+             "the exponential backoff would be capped below its first step"),
+]
+
+
+def _key(profile: Profile, side: Timeout) -> str:
+    return pg_key(profile, side.key.removeprefix("postgres.")) if side.key.startswith("postgres.") else side.key
+
+
+def timeouts_nest(profile: Profile, parts: Parts) -> list[Finding]:
+    found = []
+    for order in TIMEOUT_ORDER:
+        outer, inner = order.outer.read(profile, parts), order.inner.read(profile, parts)
+        if outer is None or inner is None:
+            continue
+        o = _limit(outer) if order.outer.zero_is_unbounded else outer
+        i = _limit(inner) if order.inner.zero_is_unbounded else inner
+        if (o > i if order.strict else o >= i) or (order.strict and outer == 0 and inner == 0):
+            continue
+        relation = "must be above" if order.strict else "is below"
+        outer_key, inner_key = _key(profile, order.outer), _key(profile, order.inner)
+        found.append(Finding(
+            order.check,
+            f"{outer_key} {units.format_duration_or_unbounded(outer)} ({outer} ms) {relation} {inner_key} {units.format_duration_or_unbounded(inner)} ({inner} ms): "
+            f"{order.why}",
+            "error", (outer_key, inner_key)))
+    return found
 
 
 CHECKS: list[Check] = [
-    pgbouncer_fits_postgres, app_fits_pgbouncer,
+    pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_scale_down_covers_keep_alive, llm_startup_covers_load_time, llm_autoscaling_has_metric,
-    hpa_stabilization_within_limit,
-    http_timeout_above_query_timeout, query_timeout_covers_statement_timeout, llm_timeout_covers_slo,
-    db_query_slo_within_statement_timeout, retry_backoff_ordered,
+    hpa_stabilization_within_limit, timeouts_nest,
     *WORKER_CHECKS,
 ]
 
 
-def run(profile: Profile) -> list[Finding]:
+def run(profile: Profile, parts: Parts) -> list[Finding]:
     found: list[Finding] = []
     for check in CHECKS:
-        found.extend(check(profile))
+        found.extend(check(profile, parts))
     return found
+
+
+def margins(profile: Profile, parts: Parts) -> list[margins_.Margin]:
+    """The (used, limit) numbers behind the capacity and timeout checks above (generators/margins.py)."""
+    return margins_.margins(profile, parts)

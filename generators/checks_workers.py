@@ -5,15 +5,12 @@ Each refuses a profile with the numbers on both sides, like generators/checks.py
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-from . import pgbouncer, postgres, units, workers
-from .bundle import Finding
+from . import units, workers
+from .bundle import Finding, Parts
 from .profile import Profile
-
-
-def _duration(ms: int) -> str:
-    return "0 (no limit)" if ms == 0 else units.format_duration(ms)
 
 
 def db_clients(profile: Profile) -> tuple[int, list[str]]:
@@ -34,7 +31,7 @@ def db_clients(profile: Profile) -> tuple[int, list[str]]:
     return total, terms
 
 
-def workers_fit_database(profile: Profile) -> list[Finding]:
+def workers_fit_database(profile: Profile, parts: Parts) -> list[Finding]:
     """Worker DB pools x max replicas, with the app's, against PgBouncer's clients, and in session pooling
     (one server connection per client) against PostgreSQL's max_connections too."""
     if profile.workers is None:
@@ -52,14 +49,15 @@ def workers_fit_database(profile: Profile) -> list[Finding]:
             f"max_client_conn {pb.max_client_conn} = {clients}",
             "error", _worker_db_keys(profile) + ("pgbouncer.max_client_conn",)))
     if pb.pool_mode == "session":
-        max_conn = postgres.max_connections(postgres.Inputs.from_profile(profile)).value
-        available = max_conn - profile.postgres.superuser_reserved_connections
-        server = pgbouncer.server_connections(profile)
+        max_conn = parts.postgres.value("max_connections")
+        reserved = parts.postgres.value("superuser_reserved_connections")
+        available = max_conn - reserved
+        server = parts.pgbouncer.derived["server_connections"]
         if needed > available:
             found.append(Finding(
                 "workers_fit_postgres",
                 f"pgbouncer.pool_mode session holds one server connection per client: {' + '.join(terms)} = "
-                f"{needed} but postgres.max_connections {max_conn} - {profile.postgres.superuser_reserved_connections}"
+                f"{needed} but postgres.max_connections {max_conn} - {reserved}"
                 f" reserved leaves {available} (PgBouncer's pools open at most {server})",
                 "error", _worker_db_keys(profile) + ("postgres.max_connections",)))
     return found
@@ -71,7 +69,7 @@ def _worker_db_keys(profile: Profile) -> tuple[str, ...]:
                  if wp.db_pool.size + wp.db_pool.max_overflow)
 
 
-def visibility_timeout_above_time_limit(profile: Profile) -> list[Finding]:
+def visibility_timeout_above_time_limit(profile: Profile, parts: Parts) -> list[Finding]:
     """A job still running (or still reserved behind prefetched ones) when its visibility timeout passes is
     handed to a second worker: duplicate execution. So the timeout must exceed prefetch_multiplier x the
     hard time limit, and the longest retry countdown (Redis holds a countdown job unacknowledged)."""
@@ -83,23 +81,23 @@ def visibility_timeout_above_time_limit(profile: Profile) -> list[Finding]:
         if wp.visibility_timeout > longest and wp.visibility_timeout > wp.retry_backoff_max:
             continue
         if wp.visibility_timeout <= longest:
-            detail = (f"prefetch_multiplier {wp.prefetch_multiplier} x time_limit {_duration(wp.time_limit)} = "
-                      f"{_duration(longest)} ({longest} ms), the longest a reserved job can take to finish")
+            detail = (f"prefetch_multiplier {wp.prefetch_multiplier} x time_limit {units.format_duration_or_unbounded(wp.time_limit)} = "
+                      f"{units.format_duration_or_unbounded(longest)} ({longest} ms), the longest a reserved job can take to finish")
             key = f"workers.pools.{name}.time_limit"
         else:
-            detail = (f"retry_backoff_max {_duration(wp.retry_backoff_max)} ({wp.retry_backoff_max} ms), the longest "
+            detail = (f"retry_backoff_max {units.format_duration_or_unbounded(wp.retry_backoff_max)} ({wp.retry_backoff_max} ms), the longest "
                       "a retry waits unacknowledged for its countdown")
             key = f"workers.pools.{name}.retry_backoff_max"
         found.append(Finding(
             "visibility_timeout_above_time_limit",
-            f"workers.pools.{name}.visibility_timeout {_duration(wp.visibility_timeout)} "
+            f"workers.pools.{name}.visibility_timeout {units.format_duration_or_unbounded(wp.visibility_timeout)} "
             f"({wp.visibility_timeout} ms) must be above {detail}: the job would be redelivered to a second "
             "worker while the first still runs it (duplicate execution)",
             "error", (f"workers.pools.{name}.visibility_timeout", key)))
     return found
 
 
-def queue_redis_keeps_jobs(profile: Profile) -> list[Finding]:
+def queue_redis_keeps_jobs(profile: Profile, parts: Parts) -> list[Finding]:
     """The Redis the queue lives in never evicts a job and keeps them on disk; it fits its memory."""
     if profile.workers is None:
         return []
@@ -118,7 +116,8 @@ def queue_redis_keeps_jobs(profile: Profile) -> list[Finding]:
             "error", ("redis.role", "workers"))]
     qp = workers.queue_profile(profile)
     found = []
-    for finding in checks.redis_queue_keeps_jobs(qp) + checks.redis_fits_memory(qp):
+    queue_parts = dataclasses.replace(parts, redis=parts.workers.derived["queue_redis"])
+    for finding in checks.redis_queue_keeps_jobs(qp, queue_parts) + checks.redis_fits_memory(qp, queue_parts):
         message = (finding.message.replace("redis.role queue", "the queue Redis (workers.redis)")
                    .replace("redis.maxmemory", "workers.redis.maxmemory")
                    .replace("hardware.redis.memory", "workers.redis.memory"))
@@ -131,13 +130,11 @@ def queue_redis_keeps_jobs(profile: Profile) -> list[Finding]:
 
 def llm_replicas(profile: Profile) -> int:
     """The most LLM server replicas there will be: max_replicas where it is autoscaled (vLLM), else min."""
-    from .autoscaling import llm_autoscaled
-
     scaling = profile.autoscaling.llm
-    return scaling.max_replicas if llm_autoscaled(profile) else scaling.min_replicas
+    return scaling.max_replicas if profile.llm_autoscaled() else scaling.min_replicas
 
 
-def workers_fit_llm(profile: Profile) -> list[Finding]:
+def workers_fit_llm(profile: Profile, parts: Parts) -> list[Finding]:
     """Tasks that call the LLM: concurrency x max replicas of those pools, with the app's LLM client
     connections, within what the LLM server runs at once (max_num_seqs x replicas)."""
     if profile.workers is None:
@@ -164,6 +161,6 @@ def workers_fit_llm(profile: Profile) -> list[Finding]:
         "error", keys + ("llm.max_num_seqs",))]
 
 
-WORKER_CHECKS: list[Callable[[Profile], list[Finding]]] = [
+WORKER_CHECKS: list[Callable[[Profile, Parts], list[Finding]]] = [
     workers_fit_database, visibility_timeout_above_time_limit, queue_redis_keeps_jobs, workers_fit_llm,
 ]

@@ -40,8 +40,8 @@ def _profiles_dir(ctx: click.Context) -> Path:
 
 
 def load_bundle(ctx: click.Context, env: str) -> Any:
-    from .profile import load_profile
     from .render import render
+    from .validation import load_profile
 
     profile, source = load_profile(env, _profiles_dir(ctx))
     return render(profile, source)
@@ -61,16 +61,24 @@ def main(profiles_dir: Path | None) -> None:
 
 
 @main.command("render")
-@click.argument("env")
+@click.argument("env", required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: rendered/ENV).")
+              help="Output folder (default: rendered/ENV; with --all: the folder holding one folder per ENV).")
 @click.option("--check", is_flag=True, help="Compare the folder with a fresh render; exit 1 when it differs.")
+@click.option("--all", "all_envs", is_flag=True,
+              help="Every profile in the profiles folder that is not `abstract: true`, whatever its name.")
 @click.pass_context
 @handles_errors
-def render_command(ctx: click.Context, env: str, out: Path | None, check: bool) -> None:
+def render_command(ctx: click.Context, env: str | None, out: Path | None, check: bool, all_envs: bool) -> None:
     """Render ENV's profile into config files, Kubernetes objects and explain.json."""
     from .output import compare_folder, write_bundle
 
+    if all_envs == (env is not None):
+        raise UsageError("render needs ENV or --all (not both)")
+    if all_envs:
+        _render_all(ctx, out, check)
+        return
+    assert env is not None
     bundle = load_bundle(ctx, env)
     out_dir = out or Path("rendered") / bundle.profile.environment
     _print_warnings(bundle)
@@ -87,6 +95,60 @@ def render_command(ctx: click.Context, env: str, out: Path | None, check: bool) 
     click.echo(f"rendered {bundle.profile.environment} -> {out_dir} ({len(bundle.files)} files)")
 
 
+def deployed_profiles(folder: Path) -> list[Path]:
+    """Every profile file in folder that is not `abstract: true`."""
+    from .loader import load_source
+
+    found = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        if load_source(path).data.get("abstract") is not True:
+            found.append(path)
+    return found
+
+
+def _render_all(ctx: click.Context, out: Path | None, check: bool) -> None:
+    from .errors import ProfileError
+    from .output import compare_folder, write_bundle
+
+    root = out or Path("rendered")
+    folder = _profiles_dir(ctx)
+    paths = deployed_profiles(folder)
+    if not paths:
+        raise UsageError(f"{folder}: no profile to render (every one is abstract, or the folder is empty)")
+    bundles, problems = [], []
+    for path in paths:
+        try:
+            bundles.append(load_bundle(ctx, str(path)))
+        except ProfileError as exc:
+            problems.append(str(exc))
+    if problems:  # nothing is written unless every profile renders
+        raise UsageError("\n".join(problems))
+    stale = False
+    for bundle in bundles:
+        _print_warnings(bundle)
+        out_dir = root / bundle.profile.environment
+        if check:
+            diff = compare_folder(bundle, out_dir)
+            if diff.clean:
+                click.echo(f"{out_dir} is up to date ({len(bundle.files)} files)")
+            else:
+                stale = True
+                click.echo(f"{out_dir} is stale; run `perfstack render --all`:")
+                for line in diff.lines():
+                    click.echo(f"  {line}")
+        else:
+            write_bundle(bundle, out_dir)
+            click.echo(f"rendered {bundle.profile.environment} -> {out_dir} ({len(bundle.files)} files)")
+    if check and root.is_dir():
+        known = {b.profile.environment for b in bundles}
+        for orphan in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                             and p.name not in known):
+            stale = True
+            click.echo(f"{orphan} has no profile in {folder}: remove it or add {folder}/{orphan.name}.yaml")
+    if stale:
+        sys.exit(1)
+
+
 @main.command("validate")
 @click.argument("envs", nargs=-1, required=True)
 @click.pass_context
@@ -94,16 +156,14 @@ def render_command(ctx: click.Context, env: str, out: Path | None, check: bool) 
 def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
     """Load, type-check and run the cross-component checks on each ENV."""
     from .errors import ProfileError
-    from .lint import lint
-    from .profile import load_profile
     from .render import render
+    from .validation import load_profile
 
     problems: list[str] = []
     for env in envs:
         try:
             profile, source = load_profile(env, _profiles_dir(ctx))
-            findings = render(profile, source).warnings  # the checks' findings and the generators' warnings
-            lint(profile, source)
+            findings = render(profile, source).warnings  # the one gate: checks, lint, the generators' warnings
         except ProfileError as exc:
             problems.append(str(exc))
             continue
@@ -122,9 +182,23 @@ def validate_command(ctx: click.Context, envs: tuple[str, ...]) -> None:
 @click.pass_context
 @handles_errors
 def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) -> None:
-    """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY or TARGET)."""
-    bundle = load_bundle(ctx, env)
+    """Show each rendered setting with the rule and inputs that chose it (NAME: TARGET.KEY, TARGET or cost)."""
+    from .checks import margins
+    from .explain import provenance
+    from .render import config_parts, render
+    from .validation import load_profile
+
+    profile, source = load_profile(env, _profiles_dir(ctx))
+    bundle = render(profile, source)
+    found_margins = margins(profile, config_parts(profile))
     items = bundle.settings
+    if name == "cost" or not name:
+        from .cost import format_cost, monthly
+
+        cost = monthly(bundle.profile.model_dump(mode="json"), bundle.objects)
+        if name == "cost":
+            click.echo(json.dumps(cost, indent=2, sort_keys=True) if fmt == "json" else format_cost(cost), nl=False)
+            return
     if name:
         items = [s for s in bundle.settings if s.name == name or s.target == name]
         if not items:
@@ -133,27 +207,65 @@ def explain_command(ctx: click.Context, env: str, name: str | None, fmt: str) ->
             raise UsageError(f"{name}: no such setting in {bundle.profile.environment}"
                              + (f"; did you mean '{hint[0]}'?" if hint else ""))
     if fmt == "json":
-        click.echo(json.dumps([s.explain() for s in items], indent=2, sort_keys=True))
+        click.echo(json.dumps([{**s.explain(), **provenance(s, source, found_margins)} for s in items], indent=2,
+                              sort_keys=True))
         return
     for s in items:
+        why = provenance(s, source, found_margins)
         click.echo(f"{s.name} = {s.text}")
         click.echo(f"  rule:   {s.rule}")
         if s.inputs:
             click.echo("  inputs: " + ", ".join(f"{k}={v}" for k, v in s.inputs.items()))
+        if why["set_by"]:
+            click.echo("  set by: " + ", ".join(f"{k['key']} ({k['where']})" for k in why["set_by"]))
+        for feed in why["feeds"]:
+            click.echo(f"  feeds:  {feed['check']}: {feed['margin']}")
+    if not name:
+        click.echo(format_cost(cost), nl=False)
 
 
 @main.command("diff")
-@click.argument("env_a")
-@click.argument("env_b")
+@click.argument("env_a", required=False)
+@click.argument("env_b", required=False)
+@click.option("--base", "base_ref", metavar="REF", help="Compare ENV at git revision REF (the pull request's base) "
+              "with the working tree or --head; each revision renders with its own generators.")
+@click.option("--head", "head_ref", metavar="REF", help="With --base: the head revision (default: the working tree).")
+@click.option("--all", "all_envs", is_flag=True, help="With --base: every profile that is not abstract, in one report.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
 @click.pass_context
 @handles_errors
-def diff_command(ctx: click.Context, env_a: str, env_b: str, fmt: str) -> None:
-    """Setting-level differences between two environments, grouped by target."""
+def diff_command(ctx: click.Context, env_a: str | None, env_b: str | None, base_ref: str | None,
+                 head_ref: str | None, all_envs: bool, fmt: str) -> None:
+    """Differences between two environments (ENV_A ENV_B), or of ENV between two revisions (ENV --base REF)."""
+    if all_envs:
+        if env_a is not None or base_ref is None:
+            raise UsageError("diff --all needs --base REF and no ENV")
+        from .review import format_reviews, review
+
+        folder = _profiles_dir(ctx)
+        results = [review(path.stem, folder, base_ref, head_ref) for path in deployed_profiles(folder)]
+        click.echo(format_reviews(results, fmt), nl=False)
+        sys.exit(max((r.exit_code for r in results), default=0))
+    if env_a is None:
+        raise UsageError("diff needs ENV_A ENV_B, ENV --base REF, or --all --base REF")
+    if base_ref is not None or head_ref is not None:
+        if env_b is not None or base_ref is None:
+            raise UsageError("diff ENV --base REF [--head REF] compares one environment between revisions; "
+                             "diff ENV_A ENV_B compares two environments")
+        from .review import format_review, review
+
+        result = review(env_a, _profiles_dir(ctx), base_ref, head_ref)
+        click.echo(format_review(result, fmt), nl=False)
+        sys.exit(result.exit_code)
+    if env_b is None:
+        raise UsageError("diff needs two environments (ENV_A ENV_B) or one and --base REF")
     from .compare import diff_bundles, format_diff
 
     a, b = load_bundle(ctx, env_a), load_bundle(ctx, env_b)
-    click.echo(format_diff(diff_bundles(a, b), a.profile.environment, b.profile.environment, fmt), nl=False)
+    name_a, name_b = a.profile.environment, b.profile.environment
+    if name_a == name_b:  # two files of one environment: label the columns by what was typed
+        name_a, name_b = env_a, env_b
+    click.echo(format_diff(diff_bundles(a, b), name_a, name_b, fmt), nl=False)
 
 
 @main.command("schema")
@@ -210,7 +322,7 @@ def bench_vector_command(ctx: click.Context, env: str, vectors: int | None, quer
                          write: bool, fmt: str) -> None:
     """Measure recall@k and latency across ef_search; exit 1 when no setting meets the recall target within the SLO."""
     from .loader import resolve_profile_path
-    from .profile import load_profile
+    from .validation import load_profile
     from .vector_bench import Options, format_report, plot, run, write_back
 
     profile, _source = load_profile(env, _profiles_dir(ctx))
@@ -246,7 +358,7 @@ def bench_command(ctx: click.Context, env: str, local_hardware: bool, scale: int
                   clients: int | None, script: str, fmt: str) -> None:
     """Load local PostgreSQL, PgBouncer and Redis started from ENV's rendered files; exit 1 when an SLO is missed."""
     from .bench import BenchOptions, format_report, run_bench
-    from .profile import load_profile
+    from .validation import load_profile
 
     profile, _source = load_profile(env, _profiles_dir(ctx))
     live = sys.stderr.isatty()
@@ -298,3 +410,52 @@ def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgboun
     report = detect(load_bundle(ctx, env), endpoints)
     click.echo(format_report(report, fmt), nl=False)
     sys.exit(report.exit_code)
+
+
+@main.command("advise")
+@click.argument("env")
+@click.option("--postgres", "postgres_dsn", envvar="PERFSTACK_ADVISE_POSTGRES", metavar="DSN",
+              help="PostgreSQL DSN of the advise role (env PERFSTACK_ADVISE_POSTGRES).")
+@click.option("--redis", "redis_url", envvar="PERFSTACK_ADVISE_REDIS", metavar="URL",
+              help="Redis URL, redis://[:password@]host:port/0 (env PERFSTACK_ADVISE_REDIS).")
+@click.option("--prometheus", "prometheus_url", envvar="PERFSTACK_ADVISE_PROMETHEUS", metavar="URL",
+              help="Prometheus base URL (env PERFSTACK_ADVISE_PROMETHEUS).")
+@click.option("--since", default="24h", show_default=True, help="Window of the Prometheus queries (30m, 24h, 7d).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text")
+@click.option("--write", is_flag=True, help="Apply the proposed edits to ENV's profile file (comments and layout kept).")
+@click.option("--sql", "sql_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the SQL for review goes (default: perfstack-advise-ENV.sql); perfstack never runs it.")
+@click.pass_context
+@handles_errors
+def advise_command(ctx: click.Context, env: str, postgres_dsn: str | None, redis_url: str | None,
+                   prometheus_url: str | None, since: str, fmt: str, write: bool, sql_path: Path | None) -> None:
+    """Read how the stack runs and propose profile edits and SQL; exit 1 when there is advice, 2 when a target is unreadable."""
+    from . import units
+    from .advise import Sources, advise
+    from .advise.edits import write as write_profile
+    from .advise.report import format_report, sql_file
+    from .loader import display_path, resolve_profile_path
+    from .validation import load_profile
+
+    try:
+        window = units.format_duration(units.parse_duration(since))
+    except units.UnitError as exc:
+        raise UsageError(f"--since {since!r}: {exc}") from None
+    sources = Sources(postgres=postgres_dsn, redis=redis_url, prometheus=prometheus_url, since=window)
+    if not sources.any():
+        raise UsageError("advise needs at least one live system: --postgres, --redis or --prometheus")
+    profile, source = load_profile(env, _profiles_dir(ctx))
+    path = resolve_profile_path(env, _profiles_dir(ctx))
+    result = advise(profile, source, sources, display_path(path))
+    click.echo(format_report(result, fmt), nl=False)
+    if result.sql:
+        target = sql_path or Path(f"perfstack-advise-{profile.environment}.sql")
+        try:
+            target.write_text(sql_file(result))
+        except OSError as exc:
+            raise UsageError(f"--sql {target}: cannot write: {exc.strerror}") from None
+        click.echo(f"SQL for review written to {target} (perfstack did not run it)", err=True)
+    if write and result.edits:
+        write_profile(path, result.edits)
+        click.echo(f"{display_path(path)}: {len(result.edits)} edit(s) written", err=True)
+    sys.exit(result.exit_code)

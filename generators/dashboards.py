@@ -26,9 +26,11 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from .alerts import alerts as alert_rules
+from .alerts import Rules
+from .alerts.llm import ollama_probe_job
+from .alerts.workers import camel
 from .bundle import Part
-from .k8s import LLM_SERVER, config_map, metadata
+from .k8s import LLM_SERVER
 from .profile import Profile
 
 TARGET = "dashboards"
@@ -197,7 +199,6 @@ def llm_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
     if llm is None:
         return [client]
     if llm.server == "ollama":
-        from .alerts import ollama_probe_job
         job = f'job="{ollama_probe_job(profile)}"'
         return [
             PanelSpec("Ollama reachable (blackbox probe)", "short", (q(f"probe_success{{{job}}}", "{{instance}}"),)),
@@ -259,9 +260,29 @@ def api_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
 
 
 def worker_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
-    from .workers_alerts import worker_panels as build  # it imports this module's helpers
-
-    return build(profile, limits)
+    if profile.workers is None:
+        return []
+    panels = []
+    for name, pool in profile.workers.pools.items():
+        p = camel(name)
+        sel = f'namespace="$namespace", queue_name=~"{"|".join(pool.queues)}"'
+        panels += [
+            PanelSpec(f"{name}: jobs waiting", "short",
+                      (q(f"sum by (queue_name) (celery_queue_length{{{sel}}})", "{{queue_name}}"),),
+                      limits.get(f"Worker{p}QueueBacklog"), f"alert Worker{p}QueueBacklog"),
+            PanelSpec(f"{name}: time to drain the queue", "s", (q(
+                f"sum by (queue_name) (celery_queue_length{{{sel}}}) / "
+                f"sum by (queue_name) (rate(celery_task_received_total{{{sel}}}[{RATE}]))", "{{queue_name}}"),),
+                limits.get(f"Worker{p}QueueWaitHigh"), f"alert Worker{p}QueueWaitHigh (max_queue_wait)"),
+            PanelSpec(f"{name}: workers consuming", "short",
+                      (q(f"sum by (queue_name) (celery_active_worker_count{{{sel}}})", "{{queue_name}}"),)),
+            PanelSpec(f"{name}: tasks per second", "ops", tuple(
+                q(f"sum(rate(celery_task_{state}_total{{{sel}}}[{RATE}]))", state)
+                for state in ("received", "succeeded", "retried", "failed"))),
+            PanelSpec(f"{name}: p95 task runtime", "s", (q(p95("celery_task_runtime", sel), "p95"),),
+                      pool.time_limit / 1000, f"workers.pools.{name}.time_limit"),
+        ]
+    return panels
 
 
 DASHBOARDS: dict[str, tuple[str, Callable[[Profile, dict[str, float]], list[PanelSpec]]]] = {
@@ -311,10 +332,10 @@ def _variables(profile: Profile) -> list[Any]:
     ]
 
 
-def build(profile: Profile, component: str) -> dict[str, Any]:
+def build(profile: Profile, component: str, rules: Rules) -> dict[str, Any]:
     """One dashboard as Grafana's JSON model (a dict)."""
     title, panels = DASHBOARDS[component]
-    limits = {alert.name: alert.threshold for found in alert_rules(profile).values() for alert in found}
+    limits = {alert.name: alert.threshold for found in rules.values() for alert in found}
     board = (dashboard_builder.Dashboard(f"perfstack {profile.environment} / {title}")
              .uid(uid(profile, component)).tags(["perfstack", profile.environment, component])
              .refresh("30s").time("now-6h", "now").timezone("browser").editable()
@@ -327,9 +348,9 @@ def build(profile: Profile, component: str) -> dict[str, Any]:
     return json.loads(JSONEncoder(sort_keys=True).encode(board.build()))  # compact: C encoder; to_json indents
 
 
-def dashboards(profile: Profile) -> dict[str, dict[str, Any]]:
-    """uid -> dashboard JSON model, for every dashboard."""
-    return {uid(profile, component): build(profile, component) for component in components(profile)}
+def dashboards(profile: Profile, rules: Rules) -> dict[str, dict[str, Any]]:
+    """uid -> dashboard JSON model, for every dashboard; threshold lines are the alerts' rendered thresholds."""
+    return {uid(profile, component): build(profile, component, rules) for component in components(profile)}
 
 
 def expressions(board: dict[str, Any]) -> list[str]:
@@ -342,22 +363,14 @@ def to_json(board: dict[str, Any]) -> str:
     return json.dumps(board, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-# ---------------------------------------------------------------- Kubernetes objects
-def dashboard_object(profile: Profile, component: str, text: str) -> dict[str, Any]:
-    board_uid, name = uid(profile, component), f"grafana-dashboard-{component}"
-    if profile.kubernetes.dashboards == "grafana-operator":
-        return {"apiVersion": "grafana.integreatly.org/v1beta1", "kind": "GrafanaDashboard",
-                "metadata": metadata(profile, name, "dashboards"),
-                "spec": {"instanceSelector": {"matchLabels": dict(profile.kubernetes.grafana_instance_labels)},
-                         "allowCrossNamespaceImport": True, "resyncPeriod": "10m", "json": text}}
-    return config_map(profile, name, "dashboards", {f"{board_uid}.json": text},
-                      dict(profile.kubernetes.dashboard_labels))
+def render(profile: Profile, rules: Rules) -> Part:
+    """One grafana/<uid>.json per dashboard (the objects stage wraps each in a ConfigMap or GrafanaDashboard)."""
+    files = {f"grafana/{uid(profile, component)}.json": to_json(build(profile, component, rules))
+             for component in components(profile)}
+    return Part(files=files)
 
 
-def render(profile: Profile) -> Part:
-    files, objects = {}, []
-    for component in components(profile):
-        text = to_json(build(profile, component))
-        files[f"grafana/{uid(profile, component)}.json"] = text
-        objects.append(dashboard_object(profile, component, text))
-    return Part(files=files, objects=objects)
+def boards(profile: Profile, part: Part) -> dict[str, tuple[str, str]]:
+    """component -> (uid, the rendered JSON text), for the objects stage."""
+    return {component: (uid(profile, component), part.files[f"grafana/{uid(profile, component)}.json"])
+            for component in components(profile)}

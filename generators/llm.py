@@ -20,9 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
-from .k8s import CHECKSUM_ANNOTATION, LLM_SERVER, checksum_of, config_map, labels, metadata
 from .profile import Llm, Profile
 
 TARGET = "llm"
@@ -59,20 +58,6 @@ WARMUP_PROMPT = "Reply with the single word OK."
 
 def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setting:
     return Setting(TARGET, key, value, text, rule, inputs)
-
-
-def go_duration(ms: int) -> str:
-    """Milliseconds -> a Go duration (Ollama's env parser): 5m, 30s, 1h, 150ms; Go has no 'd'."""
-    if ms == 0:
-        return "0s"
-    for unit, factor in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % factor == 0:
-            return f"{ms // factor}{unit}"
-    return f"{ms}ms"
-
-
-def _seconds_up(ms: int) -> int:
-    return -(-ms // 1000)
 
 
 # ---------------------------------------------------------------- the GPU memory budget
@@ -255,7 +240,7 @@ def vllm_settings(profile: Profile) -> list[Setting]:
         _setting("port", llm.port, str(llm.port), given("port")),
         _setting("keep_alive", None, "pod lifetime",
                  "vLLM loads its model at start and keeps it until the pod stops; llm.keep_alive only sizes the "
-                 "autoscaler's scale-down stabilization", keep_alive=go_duration(llm.keep_alive)),
+                 "autoscaler's scale-down stabilization", keep_alive=units.format_duration_go(llm.keep_alive)),
     ]
     return items
 
@@ -303,9 +288,9 @@ def ollama_settings(profile: Profile) -> list[Setting]:
     return [
         _setting("OLLAMA_HOST", f"0.0.0.0:{llm.port}", f"0.0.0.0:{llm.port}",
                  "listen on the pod's address at llm.port for the Service"),
-        _setting("OLLAMA_KEEP_ALIVE", llm.keep_alive, go_duration(llm.keep_alive),
+        _setting("OLLAMA_KEEP_ALIVE", llm.keep_alive, units.format_duration_go(llm.keep_alive),
                  "given by llm.keep_alive: an idle model is unloaded after this long (0 unloads at once)",
-                 keep_alive=go_duration(llm.keep_alive)),
+                 keep_alive=units.format_duration_go(llm.keep_alive)),
         _setting("OLLAMA_NUM_PARALLEL", llm.max_num_seqs, str(llm.max_num_seqs),
                  "llm.max_num_seqs: requests one loaded model serves at once (each gets its own context)"),
         _setting("OLLAMA_CONTEXT_LENGTH", llm.max_model_len, str(llm.max_model_len), "llm.max_model_len"),
@@ -321,9 +306,9 @@ def ollama_settings(profile: Profile) -> list[Setting]:
                  "GPU memory x (1 - gpu_memory_utilization), bytes kept free on each GPU: Ollama's form of "
                  "gpu_memory_utilization", gpu_memory=units.format_size_human(gpu.memory) if gpu else None,
                  gpu_memory_utilization=llm.gpu_memory_utilization),
-        _setting("OLLAMA_LOAD_TIMEOUT", load, go_duration(load),
+        _setting("OLLAMA_LOAD_TIMEOUT", load, units.format_duration_go(load),
                  "the startup probe's budget: Ollama gives up on a stalled load no sooner than Kubernetes does",
-                 startup_timeout=go_duration(load)),
+                 startup_timeout=units.format_duration_go(load)),
     ]
 
 
@@ -336,16 +321,6 @@ def env_file(profile: Profile, items: list[Setting]) -> str:
 
 
 # ---------------------------------------------------------------- Kubernetes
-def _selector(profile: Profile) -> dict[str, str]:
-    return {k: v for k, v in labels(profile, LLM_SERVER).items()
-            if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
-
-
-def autoscaled(profile: Profile) -> bool:
-    """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""
-    return profile.llm is not None and profile.llm.server == "vllm"
-
-
 def warmup_command(profile: Profile) -> list[str]:
     """One real completion request: it succeeds only when the model is loaded and answers."""
     assert profile.llm is not None
@@ -361,7 +336,7 @@ def warmup_command(profile: Profile) -> list[str]:
 def warmup_timeout_s(profile: Profile) -> int:
     """A warm-up request may load the model (Ollama loads on first use), then answers within the latency SLO."""
     assert profile.llm is not None
-    return max(1, _seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95))
+    return max(1, units.seconds_up(profile.llm.load_time + profile.slo.llm_latency_p95))
 
 
 def health_path(profile: Profile) -> str:
@@ -397,9 +372,9 @@ def probe_settings(profile: Profile) -> list[Setting]:
               else f"{STARTUP_TIMEOUT_FACTOR} x llm.load_time")
     items = [
         _setting("startup_probe", budget, f"{probe['failureThreshold']} x {STARTUP_PERIOD_S}s = {budget // 1000}s",
-                 f"{source} ({go_duration(startup_timeout(profile))}), in tries of {STARTUP_PERIOD_S}s, rounded up; "
-                 "must cover llm.load_time", load_time=go_duration(llm.load_time),
-                 startup_timeout=go_duration(startup_timeout(profile))),
+                 f"{source} ({units.format_duration_go(startup_timeout(profile))}), in tries of {STARTUP_PERIOD_S}s, rounded up; "
+                 "must cover llm.load_time", load_time=units.format_duration_go(llm.load_time),
+                 startup_timeout=units.format_duration_go(startup_timeout(profile))),
         _setting("warmup", llm.warmup, "one completion request before Ready" if llm.warmup else "off",
                  "given by llm.warmup: the startup probe sends a real request (timeout load_time + "
                  f"slo.llm_latency_p95 = {warmup_timeout_s(profile)}s); readiness then polls {health_path(profile)}"
@@ -408,80 +383,20 @@ def probe_settings(profile: Profile) -> list[Setting]:
     return items
 
 
-def strategy(profile: Profile) -> dict[str, Any]:
-    if profile.autoscaling.llm.max_replicas > 1:
-        # A replacement loads its model before the old pod goes: one spare GPU during a roll.
-        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    # One GPU: the old pod frees it before the new one can be scheduled.
-    return {"type": "Recreate"}
-
-
-def objects(profile: Profile, config: dict[str, str], args: list[str]) -> list[dict[str, Any]]:
-    assert profile.llm is not None
-    llm = profile.llm
-    gpu_count = tensor_parallel_size(profile)
-    gpus = {"nvidia.com/gpu": str(gpu_count)}
-    container: dict[str, Any] = {
-        "name": LLM_SERVER,
-        "image": llm.image or IMAGES[llm.server],
-        "ports": [{"name": "http", "containerPort": llm.port, "protocol": "TCP"}],
-        "resources": {"requests": gpus, "limits": gpus},
-        "startupProbe": startup_probe(profile),
-        "readinessProbe": {"httpGet": {"path": health_path(profile), "port": "http"},
-                           "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": health_path(profile), "port": "http"},
-                          "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3},
-        "securityContext": {"allowPrivilegeEscalation": False},
-    }
-    volumes: list[dict[str, Any]]
-    if llm.server == "vllm":
-        container["command"] = ["vllm", "serve"]
-        container["args"] = args
-        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"},
-                                     {"name": "model-cache", "mountPath": "/root/.cache/huggingface"}]
-        # Tensor-parallel workers exchange tensors through /dev/shm; the container default is 64Mi.
-        volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, {"name": "model-cache", "emptyDir": {}}]
-    else:
-        container["command"] = ["ollama", "serve"]
-        container["envFrom"] = [{"configMapRef": {"name": CONFIG_MAP}}]
-        container["volumeMounts"] = [{"name": "model-cache", "mountPath": "/root/.ollama"}]
-        volumes = [{"name": "model-cache", "emptyDir": {}}]
-    spec: dict[str, Any] = {
-        "selector": {"matchLabels": _selector(profile)},
-        "strategy": strategy(profile),
-        "template": {
-            "metadata": {"labels": labels(profile, LLM_SERVER),
-                         "annotations": {CHECKSUM_ANNOTATION: checksum_of(config)}},
-            "spec": {
-                "containers": [container], "volumes": volumes,
-                # In-flight generations may run up to request_timeout; let them finish on shutdown.
-                "terminationGracePeriodSeconds": _seconds_up(llm.request_timeout),
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            },
-        },
-    }
-    if not autoscaled(profile):
-        spec["replicas"] = profile.autoscaling.llm.min_replicas  # no autoscaler owns the count
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": metadata(profile, LLM_SERVER, LLM_SERVER), "spec": spec}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, LLM_SERVER, LLM_SERVER),
-               "spec": {"type": "ClusterIP", "selector": _selector(profile),
-                        "ports": [{"name": "http", "port": llm.port, "targetPort": "http", "protocol": "TCP"}]}}
-    return [config_map(profile, CONFIG_MAP, LLM_SERVER, config), deployment, service]
-
-
 def render(profile: Profile) -> Part:
     if profile.llm is None or profile.hardware.gpu is None:
         return Part()  # no LLM server; checks.llm_needs_gpu refuses an llm without hardware.gpu
     if profile.llm.server == "vllm":
         server = vllm_settings(profile)
         args = vllm_args(server)
-        files = {"llm/vllm.args": vllm_args_file(profile, server)}
-        config = {"vllm.args": files["llm/vllm.args"]}
+        files = {paths.VLLM_ARGS: vllm_args_file(profile, server)}
+        config = {"vllm.args": files[paths.VLLM_ARGS]}
     else:
         server = ollama_settings(profile)
         args = []
-        files = {"llm/ollama.env": env_file(profile, server)}
+        files = {paths.OLLAMA_ENV: env_file(profile, server)}
         config = {s.key: s.text for s in server}
     items = [*budget_settings(profile), *server, *probe_settings(profile)]
-    return Part(settings=items, files=files, objects=objects(profile, config, args))
+    return Part(settings=items, files=files,
+                derived={"gpu_budget": gpu_budget(profile), "startup_probe": startup_probe(profile),
+                         "config": config, "args": args})

@@ -1,6 +1,6 @@
 """Read profile YAML into plain data plus the source location of every key.
 
-The loader only reads and returns data; `profile.load_profile` validates it. Overlays follow one
+The loader only reads and returns data; `validation.load_profile` validates it. Overlays follow one
 explicit order: a profile's `extends:` parent first, then the profile itself on top (mappings
 merge deeply, scalars and lists replace).
 """
@@ -53,6 +53,39 @@ class Source:
                 return None
             path = path[:-1]
 
+    def problem(self, keys: list[str] | tuple[str, ...], message: str,
+                context: list[str] | tuple[str, ...] = ()) -> Problem:
+        """The one locator: (keys, message) -> a `file:line:col: key: message` problem.
+
+        Names and points at the first of `keys` the profile itself wrote (the last file of the extends
+        chain), else the first written anywhere. When none is written, it names the first key and points
+        at the first `context` key written (e.g. `exposed` for "exposed needs client_tls"), else at the
+        nearest written parent of the first key, else at the file.
+        """
+        chosen = self._written([split_key(k) for k in keys])
+        if chosen is not None:
+            return self.problem_at(chosen, message)
+        first = split_key(keys[0]) if keys else ()
+        where = self.locations.get(near) if (near := self._written([split_key(k) for k in context])) else None
+        return self.problem_at(first, message, where)
+
+    def _written(self, paths: list[Path_]) -> Path_ | None:
+        own = self.files[-1] if self.files else None
+        written = [(path, loc) for path in paths if (loc := self.locations.get(path)) is not None]
+        return next((path for path, loc in written if loc.file == own), written[0][0] if written else None)
+
+    def problem_at(self, path: Path_, message: str, where: Location | None = None) -> Problem:
+        """A problem at key `path` (or its nearest written parent; a key written nowhere is the file's)."""
+        where = where or self.locate(path)
+        file = where.file if where else (self.files[-1] if self.files else "<profile>")
+        return Problem(message=message, file=file, line=where.line if where else 1,
+                       column=where.column if where else None, key=dotted(path))
+
+
+def split_key(key: str) -> Path_:
+    """'postgres.settings.work_mem' -> ('postgres', 'settings', 'work_mem'); list indexes become ints."""
+    return tuple(int(p) if p.isdigit() else p for p in key.split(".")) if key else ()
+
 
 def display_path(path: Path) -> str:
     """A path as users typed it: relative to the working folder when below it."""
@@ -81,14 +114,16 @@ def _read_yaml(path: Path, shown: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line=line) from None
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                    line=bad_line) from None
     deep = _flow_too_deep(text)
     if deep is not None:  # checked before parsing: the parser slows down quadratically with flow depth
         raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deep)
-    lines = text.count("\n") + 1
-    if lines > MAX_LINES:
-        raise _fail(shown, f"profile has {lines} lines; profiles are limited to {MAX_LINES} lines", line=MAX_LINES + 1)
+    line_count = text.count("\n") + 1
+    if line_count > MAX_LINES:
+        raise _fail(shown, f"profile has {line_count} lines; profiles are limited to {MAX_LINES} lines",
+                    line=MAX_LINES + 1)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -201,12 +236,21 @@ def resolve_profile_path(name: str, profiles_dir: Path) -> Path:
     return profiles_dir / f"{name}.yaml"
 
 
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Mappings merge deeply; scalars and lists replace."""
+# Mappings an overlay replaces whole instead of merging into: a model is one thing (a child naming
+# another model must not keep the parent's layers or dtype).
+REPLACED_WHOLE: frozenset[Path_] = frozenset({("llm", "model")})
+# Keys about the file itself, never inherited through extends.
+NOT_INHERITED = ("abstract", "environment_matches_file_name")
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any], _path: Path_ = (),
+               whole: frozenset[Path_] = REPLACED_WHOLE) -> dict[str, Any]:
+    """Mappings merge deeply (except those at `whole`); scalars and lists replace."""
     merged = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        path = _path + (key,)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and path not in whole:
+            merged[key] = deep_merge(merged[key], value, path, whole)
         else:
             merged[key] = value
     return merged
@@ -258,6 +302,9 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
         raise _fail(shown, f"extends unknown profile '{parent_name}': no {display_path(parent_path)}{suggestion}",
                     line=line, column=column, key="extends")
     parent = load_source(parent_path, chain)
+    for key in NOT_INHERITED:
+        parent.data.pop(key, None)
+        parent.locations.pop((key,), None)
     merged_locations = dict(parent.locations)
     for key_path, _value in _walk_replaced(data):
         _drop_locations_under(merged_locations, key_path)
@@ -271,7 +318,7 @@ def _walk_replaced(data: dict[str, Any], prefix: Path_ = ()) -> list[tuple[Path_
     out: list[tuple[Path_, Any]] = []
     for key, value in data.items():
         path = prefix + (key,)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and path not in REPLACED_WHOLE:
             out.extend(_walk_replaced(value, path))
         else:
             out.append((path, value))

@@ -224,7 +224,7 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def rewrite_ini(text: str, pgbouncer_settings: dict[str, str], database_spec: str | None = None) -> str:
+def rewrite_ini(text: str, pgbouncer_settings: dict[str, str | None], database_spec: str | None = None) -> str:
     """Replace (or add) [pgbouncer] keys, and point every [databases] entry at a local server."""
     out: list[str] = []
     section = ""
@@ -280,7 +280,7 @@ def start_pgbouncer(ini_text: str, postgres: Postgres, workdir: Path | None = No
     _write(ini_path, ini)
     # Started as the server user directly (not through runuser, which does not pass signals on): stop()
     # must reach PgBouncer itself, or it outlives the test.
-    as_user = {"user": RUN_AS, "group": pwd.getpwnam(RUN_AS).pw_gid, "extra_groups": []} if _as_root() else {}
+    as_user: dict[str, Any] = {"user": RUN_AS, "group": pwd.getpwnam(RUN_AS).pw_gid, "extra_groups": []} if _as_root() else {}
     process = subprocess.Popen(["pgbouncer", str(ini_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                **as_user)
     server = PgBouncer(workdir=workdir, port=port, process=process, ini_path=ini_path, log=log)

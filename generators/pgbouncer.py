@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
 
 TARGET = "pgbouncer"
-AUTH_FILE = "/etc/pgbouncer/userlist.txt"  # mounted from the Kubernetes Secret; never rendered
-TLS_CERT_FILE = "/etc/pgbouncer/tls.crt"  # mounted from the kubernetes.io/tls Secret secrets.pgbouncer_tls
-TLS_KEY_FILE = "/etc/pgbouncer/tls.key"
+AUTH_FILE = paths.PGBOUNCER_AUTH_FILE  # mounted from the Kubernetes Secret; never rendered
+TLS_CERT_FILE = paths.PGBOUNCER_TLS_CERT_FILE
+TLS_KEY_FILE = paths.PGBOUNCER_TLS_KEY_FILE
 AUTH_QUERY = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
 
@@ -20,7 +20,7 @@ def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setti
     return Setting(TARGET, key, value, text, rule, inputs)
 
 
-def _seconds(key: str, ms: int) -> Setting:
+def _seconds_setting(key: str, ms: int) -> Setting:
     # PgBouncer reads times in seconds (fractions allowed) and SHOW CONFIG prints them the same way.
     text = f"{units.ms_to_seconds(ms)}"
     return _setting(key, ms, text, f"given by pgbouncer.{key}", **{key: units.format_duration(ms)})
@@ -42,9 +42,9 @@ def settings(profile: Profile) -> list[Setting]:
         _setting("default_pool_size", pb.default_pool_size, str(pb.default_pool_size), given("default_pool_size")),
         _setting("min_pool_size", pb.min_pool_size, str(pb.min_pool_size), given("min_pool_size")),
         _setting("reserve_pool_size", pb.reserve_pool_size, str(pb.reserve_pool_size), given("reserve_pool_size")),
-        _seconds("reserve_pool_timeout", pb.reserve_pool_timeout),
-        _seconds("server_idle_timeout", pb.server_idle_timeout),
-        _seconds("query_timeout", pb.query_timeout),
+        _seconds_setting("reserve_pool_timeout", pb.reserve_pool_timeout),
+        _seconds_setting("server_idle_timeout", pb.server_idle_timeout),
+        _seconds_setting("query_timeout", pb.query_timeout),
         _setting("admin_users", ",".join(pb.admin_users), ",".join(pb.admin_users), given("admin_users")),
         _setting("stats_users", ",".join(pb.stats_users), ",".join(pb.stats_users), given("stats_users")),
         _setting("ignore_startup_parameters", "extra_float_digits", "extra_float_digits",
@@ -79,4 +79,5 @@ def server_connections(profile: Profile) -> int:
 def render(profile: Profile) -> Part:
     items = settings(profile)
     ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile))
-    return Part(settings=items, files={"pgbouncer/pgbouncer.ini": ini})
+    return Part(settings=items, files={paths.PGBOUNCER_INI: ini},
+                derived={"server_connections": server_connections(profile)})

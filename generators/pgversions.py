@@ -7,6 +7,9 @@ the property tests to judge settings the local PostgreSQL 15 cannot check itself
 
 from __future__ import annotations
 
+# The PostgreSQL major versions perfstack renders for (postgres.version), the one copy of the range.
+OLDEST, NEWEST = 10, 18
+
 # The first major version that has each parameter (when later than 10).
 PARAMETER_SINCE = {
     "jit": 11, "jit_above_cost": 11, "jit_inline_above_cost": 11, "jit_optimize_above_cost": 11,
@@ -34,10 +37,10 @@ VALUE_SINCE = {("wal_compression", "lz4"): 15, ("wal_compression", "zstd"): 15}
 
 def version_problem(name: str, version: int) -> str | None:
     """Why PostgreSQL `version` would refuse parameter `name`, or None when it has it."""
-    since = PARAMETER_SINCE.get(name, 10)
+    since = PARAMETER_SINCE.get(name, OLDEST)
     if since > version:
         return f"PostgreSQL {version} has no {name} (it appeared in PostgreSQL {since})"
-    until = PARAMETER_UNTIL.get(name, 18)
+    until = PARAMETER_UNTIL.get(name, NEWEST)
     if until < version:
         return f"PostgreSQL {version} has no {name} (it was removed after PostgreSQL {until})"
     return None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Finding, Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -276,19 +277,70 @@ def io_workers(i: Inputs) -> Rule | None:
     return Rule(value, "min(32, max(3, cpus / 4))", {"cpus": i.cpus})
 
 
-# Settings in pgtune's print order, each with the kind of value it holds.
-PGTUNE_RULES: list[tuple[str, str]] = [
-    ("max_connections", "int"), ("shared_buffers", "kb"), ("effective_cache_size", "kb"),
-    ("maintenance_work_mem", "kb"), ("checkpoint_completion_target", "real"), ("wal_buffers", "kb"),
-    ("default_statistics_target", "int"), ("random_page_cost", "real"), ("effective_io_concurrency", "int"),
-    ("work_mem", "kb"), ("huge_pages", "enum"), ("min_wal_size", "kb"), ("max_wal_size", "kb"),
-    ("wal_level", "enum"), ("max_wal_senders", "int"), ("jit", "enum"), ("wal_compression", "enum"),
-    ("autovacuum_max_workers", "int"), ("autovacuum_work_mem", "kb"), ("io_method", "enum"),
-    ("io_workers", "int"), ("max_worker_processes", "int"), ("max_parallel_workers_per_gather", "int"),
-    ("max_parallel_workers", "int"), ("max_parallel_maintenance_workers", "int"),
+# Settings in pgtune's print order: each rule function, by reference, with the kind of value it holds.
+RuleFunction = Callable[[Inputs], "Rule | None"]
+PGTUNE_RULES: list[tuple[RuleFunction, str]] = [
+    (max_connections, "int"), (shared_buffers, "kb"), (effective_cache_size, "kb"),
+    (maintenance_work_mem, "kb"), (checkpoint_completion_target, "real"), (wal_buffers, "kb"),
+    (default_statistics_target, "int"), (random_page_cost, "real"), (effective_io_concurrency, "int"),
+    (work_mem, "kb"), (huge_pages, "enum"), (min_wal_size, "kb"), (max_wal_size, "kb"),
+    (wal_level, "enum"), (max_wal_senders, "int"), (jit, "enum"), (wal_compression, "enum"),
+    (autovacuum_max_workers, "int"), (autovacuum_work_mem, "kb"), (io_method, "enum"),
+    (io_workers, "int"), (max_worker_processes, "int"), (max_parallel_workers_per_gather, "int"),
+    (max_parallel_workers, "int"), (max_parallel_maintenance_workers, "int"),
 ]
 PROFILE_DURATIONS = ["statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
                      "log_min_duration_statement"]
+# The kind of every managed setting, so a `postgres.settings` override of one is read in the same unit.
+MANAGED_KINDS: dict[str, str] = {
+    **{function.__name__: kind for function, kind in PGTUNE_RULES},
+    "superuser_reserved_connections": "int",
+    **{key: "ms" for key in PROFILE_DURATIONS},
+}
+# The unit PostgreSQL reads a bare number in, for the managed sizes (kB unless listed).
+BARE_SIZE_UNIT_KB = {"shared_buffers": 8, "effective_cache_size": 8, "wal_buffers": 8,
+                     "min_wal_size": MB_KB, "max_wal_size": MB_KB}
+_PG_SIZE = re.compile(r"(?P<num>\d+(\.\d+)?)\s*(?P<unit>B|kB|MB|GB|TB)?")
+_PG_SIZE_KB = {"B": None, "kB": 1, "MB": MB_KB, "GB": GB_KB, "TB": 1024 * GB_KB}
+_PG_DURATION = re.compile(r"(?P<num>\d+)\s*(?P<unit>us|ms|s|min|h|d)?")
+_PG_DURATION_MS = {"us": None, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_override(name: str, value: Any) -> Any:
+    """A `postgres.settings` value of a managed setting in perfstack's internal unit, as PostgreSQL reads it.
+
+    Sizes: a bare number is in the parameter's own unit (8kB blocks for shared_buffers, MB for the WAL
+    sizes, kB otherwise), units kB/MB/GB/TB are 1024-based. Durations: a bare number is ms. Other names
+    keep their value. Raises ValueError for a value the server would not read as a number.
+    """
+    kind = MANAGED_KINDS.get(name)
+    text = _override_text(value).strip()
+    if kind == "kb":
+        match = _PG_SIZE.fullmatch(text)
+        if text == "-1":
+            return -1  # wal_buffers, autovacuum_work_mem: -1 means "derived by the server"
+        if not match or isinstance(value, bool):
+            raise ValueError(f"expected a size such as 4GB or 512MB (units kB, MB, GB, TB), got {value!r}")
+        unit = match["unit"]
+        factor_kb = _PG_SIZE_KB[unit] if unit else BARE_SIZE_UNIT_KB.get(name, 1)
+        return int(float(match["num"]) * factor_kb) if factor_kb else int(float(match["num"])) // 1024
+    if kind == "ms":
+        match = _PG_DURATION.fullmatch(text)
+        if not match or isinstance(value, bool):
+            raise ValueError(f"expected a duration such as 30s or 500ms (units ms, s, min, h, d), got {value!r}")
+        unit = match["unit"]
+        factor_ms = _PG_DURATION_MS[unit] if unit else 1
+        return int(match["num"]) * factor_ms if factor_ms else int(match["num"]) // 1000
+    if kind == "int":
+        if isinstance(value, bool) or not re.fullmatch(r"-?\d+", text):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(text)
+    if kind == "real":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    return value
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -325,10 +377,11 @@ def settings(profile: Profile) -> list[Setting]:
     """Every managed PostgreSQL setting: pgtune's rules, the profile's timeouts, then overrides."""
     i = Inputs.from_profile(profile)
     out: dict[str, Setting] = {}
-    for key, kind in PGTUNE_RULES:
-        rule = globals()[key](i)
+    for function, kind in PGTUNE_RULES:
+        rule = function(i)
         if rule is None:
             continue
+        key = function.__name__
         out[key] = Setting(TARGET, key, rule.value, format_value(rule.value, kind), f"pgtune: {rule.rule}",
                            rule.inputs)
     out["superuser_reserved_connections"] = Setting(
@@ -342,8 +395,8 @@ def settings(profile: Profile) -> list[Setting]:
     for key, value in sorted(profile.postgres.settings.items()):
         name = key.lower()
         previous = out.get(name)
-        rule = "override in postgres.settings" + (f" (rule gave {previous.text})" if previous else "")
-        out[name] = Setting(TARGET, name, value, _override_text(value), rule, {name: value})
+        why = "override in postgres.settings" + (f" (rule gave {previous.text})" if previous else "")
+        out[name] = Setting(TARGET, name, parse_override(name, value), _override_text(value), why, {name: value})
     return list(out.values())
 
 
@@ -385,5 +438,5 @@ def render(profile: Profile) -> Part:
     conf = render_template("postgresql.conf.j2", profile=profile, settings=items, warnings=found,
                            inputs=i.describe(), conf_value=conf_value, comment=comment)
     sql = render_template("alter_system.sql.j2", profile=profile, settings=items, sql_literal=sql_literal)
-    return Part(settings=items, files={"postgres/postgresql.conf": conf, "postgres/alter_system.sql": sql},
+    return Part(settings=items, files={paths.POSTGRESQL_CONF: conf, paths.ALTER_SYSTEM_SQL: sql},
                 warnings=found)

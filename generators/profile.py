@@ -6,12 +6,8 @@ this model and never raise on user input.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,16 +16,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
-from . import units
-from .errors import Problem, ProfileError
-from .loader import Source, dotted, load_source, resolve_profile_path
-from .pgversions import version_problem
+from . import pgversions, units
 
 
 def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -129,7 +121,7 @@ SettingValue = OneLine | int | float | bool
 
 
 class Postgres(Strict):
-    version: int = Field(16, ge=10, le=18)
+    version: int = Field(16, ge=pgversions.OLDEST, le=pgversions.NEWEST)
     workload: Literal["web", "oltp", "dw", "desktop", "mixed"] = "web"
     max_connections: PositiveInt | None = Field(None, le=262143)
     superuser_reserved_connections: NonNegativeInt = Field(3, le=100)
@@ -283,8 +275,17 @@ class Workflow(Strict):
     checkpoint_every: PositiveInt = 3
 
 
+class Requests(Strict):
+    cpu: float = Field(0.5, gt=0, le=1024, description="CPU cores each pod of the app requests (0.5 = 500m); "
+                       "autoscaling.api.target_cpu is a share of it")
+    memory: Size = Field("512MiB", description="memory each pod of the app requests (bytes, or 512MiB); "
+                         "autoscaling.api.target_memory is a share of it")
+
+
 class App(Strict):
     deployment: str = "api"
+    requests: Requests = Field(Requests(), description="resource requests the app's own Deployment must carry: "
+                               "the HPA's CPU and memory targets are relative to them, and cost prices them")
     db_pool: DbPool = DbPool()
     query_cache: Cache = Cache(size=2000, ttl="5m")
     llm_cache: Cache = Cache(size=3000, ttl="30m")
@@ -312,7 +313,7 @@ class ApiScaling(Strict):
     target_memory: Percent | None = None
     scale_down_stabilization: Duration = "5m"
 
-    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+    _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class LlmScaling(Strict):
@@ -325,7 +326,7 @@ class LlmScaling(Strict):
     prometheus_url: str = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
                                 description="Prometheus that the KEDA trigger queries (scaler: keda)")
 
-    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+    _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class Autoscaling(Strict):
@@ -426,7 +427,7 @@ class WorkerPool(Strict):
     cpu_per_process: float = Field(0.5, gt=0, le=64)
     memory_per_process: Size = "256MiB"
 
-    _bounds = field_validator("max_replicas")(classmethod(_replicas_ordered))
+    _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
 
 
 class Workers(Strict):
@@ -477,6 +478,38 @@ class Kubernetes(Strict):
     grafana_instance_labels: dict[str, str] = Field(default_factory=lambda: {"dashboards": "grafana"})
     postgres: Literal["cloudnativepg", "external"] = "external"
     runbook_url: str = "https://runbooks.example.com/perfstack"
+    manage_namespace: bool = Field(
+        False, description="the Pulumi stack owns the Namespace: creates it, adopts it when it exists, never deletes "
+                           "it; off: the namespace must exist and is left alone")
+
+
+# ---------------------------------------------------------------- review and cost
+class Review(Strict):
+    min_headroom: Ratio = Field(0.10, description="perfstack diff flags a margin (used / limit of a capacity or "
+                                "timeout check) whose headroom shrinks below this share of its limit, e.g. 10%")
+
+
+NonNegativePrice = Annotated[float, Field(ge=0, le=1_000_000)]
+
+
+class ManagedSize(Strict):
+    name: Token = Field(description="the provider's instance class, e.g. db.m6g.xlarge")
+    cpus: PositiveInt = Field(description="vCPUs of the instance class")
+    memory: Size = Field(description="memory of the instance class, e.g. 16GiB")
+    hour: NonNegativePrice = Field(description="price per hour, in pricing.currency")
+
+
+class Pricing(Strict):
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code every price is in")
+    source: OneLine = Field("", max_length=200, description="where the prices come from (shown with every cost)")
+    gpu_hour: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")], NonNegativePrice] = Field(
+        default_factory=dict, description="price per GPU-hour by hardware.gpu.model, e.g. {H100: 12.29}")
+    cpu_hour: NonNegativePrice = Field(0, description="price per requested CPU core-hour")
+    memory_gib_hour: NonNegativePrice = Field(0, description="price per requested GiB-hour of memory")
+    storage_gib_month: NonNegativePrice = Field(0, description="price per GiB-month of persistent volume")
+    managed_postgres: list[ManagedSize] = Field(
+        default_factory=list, description="managed database sizes; an external PostgreSQL is priced as the cheapest "
+        "one with hardware.postgres's memory and CPUs")
 
 
 # ---------------------------------------------------------------- secrets
@@ -512,159 +545,24 @@ class Profile(Strict):
     workers: Workers | None = None
     vector: Vector | None = None
 
-
-# ---------------------------------------------------------------- loading
-@cache
-def known_postgres_parameters() -> frozenset[str]:
-    text = resources.files("generators").joinpath("data/postgres_parameters.txt").read_text()
-    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-
-
-def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The model class that owns the mapping at `path` (for did-you-mean suggestions)."""
-    model: Any = Profile
-    parts = iter(path)
-    for part in parts:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(part, str):
-            return None
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        model = _unwrap(field.annotation)
-        if getattr(field.annotation, "__origin__", None) is dict:
-            next(parts, None)  # a mapping of named models (workers.pools): the next part is a name
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    for arg in getattr(annotation, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return annotation
-
-
-def _problem_for(error: Any, source: Source) -> Problem:
-    # pydantic puts union members and validator wrappers ('int', 'function-after[...]') in loc: drop them.
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and (
-        "[" in part or part.startswith("function-")
-        or part in ("int", "float", "str", "bool", "dict", "constrained-str"))))
-    where = source.locate(loc)
-    kind = error["type"]
-    message = error["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = sorted(parent.model_fields) if parent else []
-        hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        message = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}")
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        hint = difflib.get_close_matches(str(error.get("input")), choices, n=1)
-        message = f"{message}, got {error.get('input')!r}" + (f"; did you mean '{hint[0]}'?" if hint else "")
-    elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
-        message = f"{message} (got {error['input']!r})"
-    if loc == ("environment",) and "environment" not in source.data:
-        message = (f"defaults to the file name {error.get('input')!r}, which is not a valid environment name "
-                   "(lower-case letters, digits and '-'): set `environment:` in the profile or rename the file")
-    # A key that is not written anywhere (a missing required key, a defaulted environment) is the file's problem.
-    return Problem(message=message, file=where.file if where else (source.files[-1] if source.files else "<profile>"),
-                   line=where.line if where else 1, column=where.column if where else None, key=dotted(loc))
-
-
-_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
-
-
-def _check_postgres_settings(source: Source) -> list[Problem]:
-    settings = source.data.get("postgres", {}).get("settings") if isinstance(source.data.get("postgres"), dict) else None
-    if not isinstance(settings, dict):
-        return []
-    known = known_postgres_parameters()
-    problems = []
-    for name in settings:
-        if not _PARAMETER_NAME.fullmatch(name):
-            where = source.locate(("postgres", "settings", name))
-            problems.append(Problem(
-                message="not a PostgreSQL parameter name (letters, digits and _, or extension.name)",
-                file=where.file if where else source.files[-1], line=where.line if where else None,
-                column=where.column if where else None, key=f"postgres.settings.{name}"))
-        elif name.lower() in known and (why := _version_problem(name, source)) is not None:
-            where = source.locate(("postgres", "settings", name))
-            problems.append(Problem(
-                message=f"{why}; remove the override or change postgres.version",
-                file=where.file if where else source.files[-1], line=where.line if where else None,
-                column=where.column if where else None, key=f"postgres.settings.{name}"))
-        elif name.lower() not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
-            where = source.locate(("postgres", "settings", name))
-            hint = difflib.get_close_matches(name.lower(), sorted(known), n=1)
-            problems.append(Problem(
-                message="unknown PostgreSQL parameter" + (f"; did you mean '{hint[0]}'?" if hint else ""),
-                file=where.file if where else source.files[-1], line=where.line if where else None,
-                column=where.column if where else None, key=f"postgres.settings.{name}"))
-    return problems
-
-
-def _version_problem(name: str, source: Source) -> str | None:
-    version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
-    if not isinstance(version, int) or isinstance(version, bool) or not 10 <= version <= 18:
-        return None  # the model reports a bad version itself
-    return version_problem(name.lower(), version)
-
-
-def profile_from_source(source: Source, default_environment: str) -> Profile:
-    data = dict(source.data)
-    data.setdefault("environment", default_environment)
-    from .lint import literal_secrets  # a written credential is refused first: no later message may echo it
-
-    if secrets := literal_secrets(source):
-        raise ProfileError(secrets)
-    problems = _check_postgres_settings(source)
-    try:
-        profile = Profile.model_validate(data)
-    except ValidationError as exc:
-        problems = _merge_alternatives([_problem_for(error, source) for error in exc.errors()]) + problems
-        raise ProfileError(_in_reading_order(problems, source)) from None
-    if problems:
-        raise ProfileError(_in_reading_order(problems, source))
-    return profile
-
-
-def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
-    """A value that fits no member of a union gives one error per member: say it once, as alternatives."""
-    groups: dict[tuple[str, int | None, int | None, str], list[Problem]] = {}
-    for problem in problems:
-        groups.setdefault((problem.file, problem.line, problem.column, problem.key), []).append(problem)
-    merged = []
-    for same in groups.values():
-        texts = list(dict.fromkeys(p.message for p in same))
-        if len(texts) == 1:
-            merged.append(same[0])
-            continue
-        got = re.search(r" \(got .*\)$", texts[0])
-        suffix = got.group(0) if got and all(t.endswith(got.group(0)) for t in texts) else ""
-        # "Input should be a valid integer, unable to parse string as an integer (got 'x')" -> "a valid integer"
-        parts = [re.sub(r", unable to .*$", "", t.removesuffix(suffix)) for t in texts]
-        parts = [parts[0]] + [part.removeprefix("Input should be ") for part in parts[1:]]
-        merged.append(Problem(" or ".join(parts) + suffix, same[0].file, same[0].line, same[0].column, same[0].key))
-    return merged
-
-
-def _in_reading_order(problems: list[Problem], source: Source) -> list[Problem]:
-    """Parent files first (the order extends reads them), then by line and column."""
-    order = {name: index for index, name in enumerate(source.files)}
-    return sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.line or 0, p.column or 0))
-
-
-def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Profile, Source]:
-    """ENV name or path -> validated Profile and its Source (for locations in later checks)."""
-    path = resolve_profile_path(name, profiles_dir)
-    source = load_source(path)
-    return profile_from_source(source, path.stem), source
+    def llm_autoscaled(self) -> bool:
+        """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""
+        return self.llm is not None and self.llm.server == "vllm" and self.hardware.gpu is not None
+    review: Review = Review()
+    pricing: Pricing | None = Field(None, description="prices for the monthly cost (explain, diff); base.yaml's are "
+                                    "examples")
 
 
 def json_schema() -> str:
-    schema = Profile.model_json_schema()
+    from .schema_docs import apply
+
+    schema = apply(Profile.model_json_schema())
     schema["properties"]["extends"] = {"type": "string", "description": "another profile in the same folder"}
+    schema["properties"]["abstract"] = {"type": "boolean", "default": False, "description": (
+        "true: this file only holds values other profiles extend (like base.yaml); it is never rendered and "
+        "is not inherited")}
+    schema["properties"]["environment_matches_file_name"] = {"type": "boolean", "default": True, "description": (
+        "false: allow `environment` to differ from the file name (not inherited)")}
     # Any file may be an overlay (`extends:`) that sets a few keys of a section, so the editor schema
     # requires nothing; required keys are checked on the merged profile by `perfstack validate`.
     for definition in [schema, *schema.get("$defs", {}).values()]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import units
+from . import paths, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -70,4 +70,4 @@ def render(profile: Profile) -> Part:
     items = settings(profile)
     conf = render_template("redis.conf.j2", profile=profile, settings=items,
                            secret=profile.secrets.redis_password)
-    return Part(settings=items, files={"redis/redis.conf": conf})
+    return Part(settings=items, files={paths.REDIS_CONF: conf})

@@ -184,3 +184,45 @@ def format_duration(ms: int) -> str:
 def ms_to_seconds(ms: int) -> int | float:
     """Milliseconds -> seconds, an int when whole."""
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def seconds_up(ms: int) -> int:
+    """Milliseconds -> whole seconds, rounded up (a window or probe period must not shrink)."""
+    return -(-ms // 1000)
+
+
+def seconds_text(ms: int) -> str:
+    """Milliseconds -> seconds as a config file writes them: 30, 0.5."""
+    value = ms_to_seconds(ms)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_duration_go(ms: int) -> str:
+    """Milliseconds -> a Go duration (Ollama's env parser): 5m, 30s, 1h, 150ms; Go has no 'd'."""
+    if ms == 0:
+        return "0s"
+    for unit, factor in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % factor == 0:
+            return f"{ms // factor}{unit}"
+    return f"{ms}ms"
+
+
+def format_quantity(num_bytes: int) -> str:
+    """Bytes -> a Kubernetes quantity in the largest binary unit that divides exactly (4Gi, 512Mi)."""
+    for unit, factor in (("Ti", TIB), ("Gi", GIB), ("Mi", MIB), ("Ki", KIB)):
+        if num_bytes != 0 and num_bytes % factor == 0:
+            return f"{num_bytes // factor}{unit}"
+    return str(num_bytes)
+
+
+def format_size_redis(num_bytes: int) -> str:
+    """Bytes -> Redis's own size notation (1gb, 512mb: 1024-based), as CONFIG GET compares them."""
+    for unit, factor in (("gb", GIB), ("mb", MIB), ("kb", KIB)):
+        if num_bytes and num_bytes % factor == 0:
+            return f"{num_bytes // factor}{unit}"
+    return str(num_bytes)
+
+
+def format_duration_or_unbounded(ms: int) -> str:
+    """A timeout as a message shows it: 0 means no limit."""
+    return "0 (no limit)" if ms == 0 else format_duration(ms)

@@ -24,6 +24,11 @@ TARGET = "vector"
 CHROMA_FILE = "vector/chroma-collection.json"
 PGVECTOR_FILE = "vector/pgvector.sql"
 ENV_FILE = "vector/vector.env"
+CHROMA_SERVER_FILE = "vector/chroma-server.env"
+CHROMA_PORT = 8000
+CHROMA_PERSIST_PATH = "/data"  # the volume the Chroma server's pod mounts
+CHROMA_DEFAULT_PAYLOAD = 40 * units.MIB  # CHROMA_MAX_PAYLOAD_SIZE_BYTES's default
+JSON_BYTES_PER_FLOAT = 24  # a float32 written as JSON text ("-0.012345678901234567,"), the worst case
 DEFAULT_EF_SEARCH = 40  # pgvector's hnsw.ef_search default
 PGVECTOR_OPS = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 # pgvector's HNSW build keeps the graph in maintenance_work_mem: each vector's elements (4 bytes a
@@ -84,11 +89,41 @@ def settings(profile: Profile) -> list[Setting]:
     if v.engine == "chroma":
         items.append(_setting("sync_threshold", v.sync_threshold, str(v.sync_threshold),
                               "given by vector.sync_threshold (Chroma persists the index every this many vectors)"))
+        items += chroma_server_settings(profile)
     else:
         items += [maintenance_work_mem(profile),
                   _setting("pgvector.extension", "vector", "CREATE EXTENSION vector",
                            "pgvector needs no shared_preload_libraries: the DDL creates the extension")]
     return items
+
+
+def chroma_payload_bytes(vector: Vector) -> int:
+    """The request size one insert batch needs: batch_size x dimensions floats as JSON, twice for ids, documents
+    and metadata, rounded up to MiB; never below Chroma's own 40 MiB default."""
+    needed = 2 * vector.batch_size * vector.dimensions * JSON_BYTES_PER_FLOAT
+    return max(CHROMA_DEFAULT_PAYLOAD, -(-needed // units.MIB) * units.MIB)
+
+
+def chroma_server_settings(profile: Profile) -> list[Setting]:
+    """The self-hosted Chroma server's environment (docs.trychroma.com/reference/server-env-vars)."""
+    assert profile.vector is not None
+    v = profile.vector
+    payload = chroma_payload_bytes(v)
+    return [
+        _setting("CHROMA_PERSIST_PATH", CHROMA_PERSIST_PATH, CHROMA_PERSIST_PATH, "the data volume of the Chroma pod"),
+        _setting("CHROMA_LISTEN_ADDRESS", "0.0.0.0", "0.0.0.0", "listen on the pod's address for its Service"),
+        _setting("CHROMA_PORT", CHROMA_PORT, str(CHROMA_PORT), "Chroma's default port"),
+        _setting("CHROMA_ALLOW_RESET", False, "false", "a reset deletes every collection: never in a deployed server"),
+        _setting("CHROMA_MAX_PAYLOAD_SIZE_BYTES", payload, str(payload),
+                 f"2 x batch_size x dimensions x {JSON_BYTES_PER_FLOAT} bytes per float as JSON, rounded up to MiB, "
+                 "at least Chroma's 40 MiB default: one insert batch must fit one request",
+                 batch_size=v.batch_size, dimensions=v.dimensions),
+    ]
+
+
+def chroma_server_env(profile: Profile) -> str:
+    header = f"# Chroma server settings rendered by perfstack for environment {profile.environment}.\n"
+    return header + "".join(f"{s.key}={s.text}\n" for s in chroma_server_settings(profile))
 
 
 def chroma_collection(profile: Profile) -> dict[str, Any]:
@@ -144,6 +179,7 @@ def render(profile: Profile) -> Part:
     files = {ENV_FILE: env_file(profile)}
     if profile.vector.engine == "chroma":
         files[CHROMA_FILE] = json.dumps(chroma_collection(profile), indent=2, sort_keys=True) + "\n"
+        files[CHROMA_SERVER_FILE] = chroma_server_env(profile)
     else:
         files[PGVECTOR_FILE] = pgvector_sql(profile)
     return Part(settings=settings(profile), files=files)

@@ -13,18 +13,16 @@ The queue lives either in the profile's own `redis` (which must then be
 (`workers.redis: {memory: ..., ...}`): its
 redis.conf is `redis-queue/redis.conf` and it runs as its own StatefulSet, so the cache and the queue
 are two Redis instances with their own eviction and persistence. Cross-component checks:
-generators/checks_workers.py. Alerts and dashboard panels: generators/workers_alerts.py.
+generators/checks_workers.py. Alerts: generators/alerts/workers.py; panels: dashboards.worker_panels; objects: objects/workers.py.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
 from typing import Any
 
-from . import redis, units
+from . import paths, redis, units
 from .bundle import Part, Setting
-from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
 from .profile import Hardware, Profile, QueueRedis, RedisHardware, WorkerPool
 
 TARGET = "workers"
@@ -44,14 +42,6 @@ RESTORE_INTERVAL_MAX_S = 60
 
 def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setting:
     return Setting(TARGET, key, value, text, rule, inputs)
-
-
-def _seconds_up(ms: int) -> int:
-    return -(-ms // 1000)
-
-
-def _seconds(ms: int) -> int | float:
-    return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
 def worker_name(pool: str) -> str:
@@ -99,7 +89,7 @@ def restore_interval_s(pool: WorkerPool) -> int:
 
 def backoff_s(ms: int) -> int:
     """Celery's retry_backoff is a whole number of seconds (the jitter draws an integer below it)."""
-    return max(1, _seconds_up(ms))
+    return max(1, units.seconds_up(ms))
 
 
 def pool_settings(name: str, pool: WorkerPool) -> list[tuple[Setting, Any]]:
@@ -120,13 +110,13 @@ def pool_settings(name: str, pool: WorkerPool) -> list[tuple[Setting, Any]]:
     add("worker_cancel_long_running_tasks_on_connection_loss", pool.acks_late,
         "= acks_late: tasks running when the broker connection drops are cancelled (they are redelivered) "
         "rather than run twice")
-    add("task_time_limit", _seconds(pool.time_limit), "given by time_limit, in seconds (the process is killed)",
+    add("task_time_limit", units.ms_to_seconds(pool.time_limit), "given by time_limit, in seconds (the process is killed)",
         time_limit=units.format_duration(pool.time_limit))
-    add("task_soft_time_limit", _seconds(soft_time_limit_ms(pool)),
+    add("task_soft_time_limit", units.ms_to_seconds(soft_time_limit_ms(pool)),
         "given by soft_time_limit" if pool.soft_time_limit is not None else
         "90% of time_limit: the task gets SoftTimeLimitExceeded and time to clean up before the kill",
         time_limit=units.format_duration(pool.time_limit))
-    add("broker_transport_options", {"visibility_timeout": _seconds_up(vt),
+    add("broker_transport_options", {"visibility_timeout": units.seconds_up(vt),
                                      "unacked_restore_interval": restore_interval_s(pool),
                                      "unacked_restore_throttle": 1},
         "visibility_timeout given by workers.pools.visibility_timeout (s); kombu sweeps for expired jobs every "
@@ -134,7 +124,7 @@ def pool_settings(name: str, pool: WorkerPool) -> list[tuple[Setting, Any]]:
         visibility_timeout=units.format_duration(vt))
     add("task_default_queue", pool.queues[0], "the first of workers.pools.queues")
     add("task_annotations", {"*": {"max_retries": pool.max_retries, "retry_backoff": backoff_s(pool.retry_backoff),
-                                   "retry_backoff_max": _seconds_up(pool.retry_backoff_max),
+                                   "retry_backoff_max": units.seconds_up(pool.retry_backoff_max),
                                    "retry_jitter": pool.retry_jitter}},
         "max_retries, retry_backoff (whole seconds, doubling per retry) and retry_backoff_max for every task "
         "(tasks opt in with autoretry_for)", max_retries=pool.max_retries,
@@ -182,78 +172,11 @@ def resource_setting(name: str, pool: WorkerPool) -> Setting:
 
 
 def grace_period_s(pool: WorkerPool) -> int:
-    return _seconds_up(pool.time_limit + SHUTDOWN_MARGIN_MS)
-
-
-def deployment(profile: Profile, name: str, pool: WorkerPool, config: dict[str, str]) -> dict[str, Any]:
-    component = worker_name(name)
-    secret = profile.secrets.redis_password
-    res = resources(pool)
-    container = {
-        "name": "worker",
-        "image": pool.image,
-        "command": ["celery", "-A", pool.app, "worker", "--queues", ",".join(pool.queues),
-                    "--hostname", f"{name}@%h", "--loglevel", "INFO"],
-        "env": [
-            {"name": "CELERY_CONFIG_MODULE", "value": "celeryconfig"},
-            {"name": "PYTHONPATH", "value": CONFIG_DIR},
-            {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}},
-            {"name": "CELERY_BROKER_URL", "value": broker_url_template(profile)},
-        ],
-        "resources": {"requests": res, "limits": {"memory": res["memory"]}},
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
-    }
-    selector = {k: v for k, v in labels(profile, component).items()
-                if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(profile, component, component),
-        "spec": {
-            # No `replicas`: the ScaledObject's HPA owns the count.
-            "selector": {"matchLabels": selector},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels(profile, component),
-                             "annotations": {CHECKSUM_ANNOTATION: checksum_of(config)}},
-                "spec": {
-                    # SIGTERM is Celery's warm shutdown: running tasks finish within the longest task's limit.
-                    "terminationGracePeriodSeconds": grace_period_s(pool),
-                    "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": component}}],
-                },
-            },
-        },
-    }
+    return units.seconds_up(pool.time_limit + SHUTDOWN_MARGIN_MS)
 
 
 def trigger_authentication_name(profile: Profile) -> str:
     return "worker-redis"
-
-
-def trigger_authentication(profile: Profile) -> dict[str, Any]:
-    secret = profile.secrets.redis_password
-    return {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
-            "metadata": metadata(profile, trigger_authentication_name(profile), "workers"),
-            "spec": {"secretTargetRef": [{"parameter": "password", "name": secret.secret, "key": secret.key}]}}
-
-
-def scaled_object(profile: Profile, name: str, pool: WorkerPool) -> dict[str, Any]:
-    component = worker_name(name)
-    host, port = queue_redis_address(profile)
-    triggers = [{"type": "redis", "authenticationRef": {"name": trigger_authentication_name(profile)},
-                 "metadata": {"address": f"{host}.{profile.namespace}.svc:{port}", "listName": queue,
-                              "listLength": str(pool.target_queue_length), "activationListLength": "0",
-                              "databaseIndex": "0"}}
-                for queue in pool.queues]
-    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": metadata(profile, component, component),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": component},
-                     "minReplicaCount": pool.min_replicas, "maxReplicaCount": pool.max_replicas,
-                     "pollingInterval": KEDA_POLLING_INTERVAL_S,
-                     # Scale down only after the longest task could have finished: a pod stopping mid-task
-                     # waits out its grace period anyway.
-                     "cooldownPeriod": max(60, grace_period_s(pool)),
-                     "triggers": triggers}}
 
 
 def scaling_settings(name: str, pool: WorkerPool) -> list[Setting]:
@@ -270,63 +193,24 @@ def scaling_settings(name: str, pool: WorkerPool) -> list[Setting]:
 
 
 # ---------------------------------------------------------------- the separate queue Redis
-def queue_redis_objects(profile: Profile, queue: QueueRedis, conf: str) -> list[dict[str, Any]]:
-    name = queue.name
-    data = {"redis.conf": conf}
-    secret = profile.secrets.redis_password
-    res = {"cpu": str(queue.cpus), "memory": f"{-(-queue.memory // units.MIB)}Mi"}
-    selector = {k: v for k, v in labels(profile, name).items()
-                if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
-    probe = {"tcpSocket": {"port": "redis"}}
-    container = {
-        "name": "redis", "image": QUEUE_REDIS_IMAGE,
-        "command": ["redis-server", posixpath.join(REDIS_CONFIG_DIR, "redis.conf"), "--requirepass", "$(REDIS_PASSWORD)"],
-        "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}}],
-        "ports": [{"name": "redis", "containerPort": queue.port, "protocol": "TCP"}],
-        "resources": {"requests": res, "limits": res},
-        "volumeMounts": [{"name": "config", "mountPath": REDIS_CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": "/data"}],
-        "securityContext": {"allowPrivilegeEscalation": False},
-        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
-    }
-    # Both AOF rewrites and RDB saves write a new file beside the old one: twice maxmemory of disk.
-    storage = -(-2 * redis.maxmemory_bytes(queue_profile(profile)) // units.GIB)
-    statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(profile, name, name),
-        "spec": {"replicas": 1, "serviceName": name, "selector": {"matchLabels": selector},
-                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": labels(profile, name)},
-                                           "spec": {"accessModes": ["ReadWriteOnce"],
-                                                    "resources": {"requests": {"storage": f"{storage}Gi"}}}}],
-                 "template": {"metadata": {"labels": labels(profile, name),
-                                           "annotations": {CHECKSUM_ANNOTATION: checksum_of(data)}},
-                              "spec": {"containers": [container],
-                                       "volumes": [{"name": "config", "configMap": {"name": name}}]}}}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, name, name),
-               "spec": {"type": "ClusterIP", "selector": selector,
-                        "ports": [{"name": "redis", "port": queue.port, "targetPort": "redis", "protocol": "TCP"}]}}
-    return [config_map(profile, name, name, data), statefulset, service]
 
 
 def render(profile: Profile) -> Part:
+    """The pools' settings and celeryconfig.py files (objects/workers.py builds their objects); with a separate
+    queue Redis its redis.conf, and its rendered part in derived["queue_redis"] for the checks."""
     if profile.workers is None:
         return Part()
     part = Part()
     queue = separate_queue_redis(profile)
     if queue is not None:
-        qp = queue_profile(profile)
-        conf = redis.render(qp).files["redis/redis.conf"]
-        part.files[QUEUE_REDIS_CONF] = conf
+        queue_part = redis.render(queue_profile(profile))
+        part.files[QUEUE_REDIS_CONF] = queue_part.files[paths.REDIS_CONF]
         part.settings += [Setting(TARGET, f"redis-queue.{s.key}", s.value, s.text, s.rule, s.inputs)
-                          for s in redis.settings(qp)]
-        part.objects += queue_redis_objects(profile, queue, conf)
-    part.objects.append(trigger_authentication(profile))
+                          for s in queue_part.settings]
+        part.derived["queue_redis"] = queue_part
     for name, pool in profile.workers.pools.items():
         text = celeryconfig(profile, name, pool)
-        data = {CONFIG_FILE: text}
         part.files[f"workers/{name}/{CONFIG_FILE}"] = text
         part.settings += [s for s, _ in pool_settings(name, pool)]
         part.settings += [resource_setting(name, pool), *scaling_settings(name, pool)]
-        part.objects += [config_map(profile, worker_name(name), worker_name(name), data),
-                         deployment(profile, name, pool, data), scaled_object(profile, name, pool)]
     return part

@@ -64,7 +64,8 @@ def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Custom
             raise ValueError(f"{kind} {name}: custom resources carry metadata and spec only, not {sorted(extra)}")
         return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind,
                                                 metadata=fields["metadata"], spec=fields.get("spec"), opts=opts)
-    accepted = set(inspect.signature(cls._internal_init).parameters)  # __init__ is overloaded
+    generated: Any = cls  # generated classes have _internal_init; the base class's stub does not
+    accepted = set(inspect.signature(generated._internal_init).parameters)  # __init__ is overloaded
     kwargs = {_snake(key): value for key, value in fields.items()}
     unknown = set(kwargs) - accepted
     if unknown:

@@ -29,13 +29,25 @@ class StackSettings:
     postgres: str | None = None  # cloudnativepg | external
     prometheus_operator: bool = True  # false: skip monitoring.coreos.com objects (no CRDs in the cluster)
     render_yaml_to_directory: str | None = None
+    llm_scaler: str | None = None  # hpa | keda (autoscaling.llm.scaler)
+    kubeconfig: str | None = None  # path (relative to the project root) or kubeconfig text; default: kubectl's
+    context: str | None = None  # kubeconfig context; default: its current-context
+    cluster_id: str | None = None  # the kube-system namespace UID of the stack's cluster; refuses any other
+    skip_await: bool = False  # annotate every object pulumi.com/skipAwait (clusters without nodes)
 
     @classmethod
-    def from_config(cls, config: Any) -> StackSettings:
-        """Read the `perfstack:` keys from a pulumi.Config (or anything with get/get_bool/require)."""
+    def from_config(cls, config: Any, stack: str | None = None) -> StackSettings:
+        """Read the `perfstack:` keys from a pulumi.Config (or anything with get/get_bool/require).
+
+        Every key is optional: the profile defaults to the stack's name (stack dev -> profiles/dev.yaml) and
+        every other key to the profile's own value.
+        """
         flag = config.get_bool("prometheusOperator")
+        profile = config.get("profile") or stack
+        if not profile:
+            profile = config.require("profile")
         return cls(
-            profile=config.require("profile"),
+            profile=profile,
             namespace=config.get("namespace") or None,
             prometheus_release=config.get("prometheusRelease") or None,
             grafana_dashboard_label=config.get("grafanaDashboardLabel") or None,
@@ -43,6 +55,11 @@ class StackSettings:
             postgres=config.get("postgres") or None,
             prometheus_operator=True if flag is None else flag,
             render_yaml_to_directory=config.get("renderYamlToDirectory") or None,
+            llm_scaler=config.get("llmScaler") or None,
+            kubeconfig=config.get("kubeconfig") or None,
+            context=config.get("context") or None,
+            cluster_id=config.get("clusterId") or None,
+            skip_await=bool(config.get_bool("skipAwait")),
         )
 
     def profile_updates(self) -> dict[str, Any]:
@@ -61,6 +78,8 @@ class StackSettings:
         if self.postgres:
             kubernetes["postgres"] = self.postgres
         updates: dict[str, Any] = {"kubernetes": kubernetes} if kubernetes else {}
+        if self.llm_scaler:
+            updates["autoscaling"] = {"llm": {"scaler": self.llm_scaler}}
         if self.namespace:
             updates["namespace"] = self.namespace
         return updates
@@ -68,7 +87,7 @@ class StackSettings:
 
 _CONFIG_KEYS = {"namespace": "namespace", "kubernetes.prometheus_rule_labels": "prometheusRelease",
                 "kubernetes.dashboard_labels": "grafanaDashboardLabel", "kubernetes.dashboards": "dashboards",
-                "kubernetes.postgres": "postgres"}
+                "kubernetes.postgres": "postgres", "autoscaling": "llmScaler"}
 
 
 def apply(profile: Profile, settings: StackSettings) -> Profile:
@@ -80,7 +99,13 @@ def apply(profile: Profile, settings: StackSettings) -> Profile:
     try:
         for key, value in updates.items():
             current = getattr(profile, key)
-            if isinstance(value, dict):
+            if key == "autoscaling":
+                # One field of a section whose durations would not survive a dump and re-validation (ms ints).
+                llm = current.llm
+                scaler_type: Any = Annotated[type(llm).model_fields["scaler"].annotation, type(llm).model_fields["scaler"]]
+                scaler: Any = TypeAdapter(scaler_type).validate_python(value["llm"]["scaler"])
+                changed[key] = current.model_copy(update={"llm": llm.model_copy(update={"scaler": scaler})})
+            elif isinstance(value, dict):
                 # Only this section goes through the model again: its fields are strings and label maps.
                 data = current.model_dump()
                 for sub, sub_value in value.items():
@@ -88,7 +113,8 @@ def apply(profile: Profile, settings: StackSettings) -> Profile:
                 changed[key] = type(current).model_validate(data)
             else:
                 field = Profile.model_fields[key]
-                changed[key] = TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+                annotated: Any = Annotated[field.annotation, field]  # a runtime type form: TypeAdapter takes it
+                changed[key] = TypeAdapter(annotated).validate_python(value)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -5,7 +5,9 @@ Keep this file small: fixtures that more than one test module needs, nothing els
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,24 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from generators.bundle import Bundle
+from generators import alerts, checks
+from generators.bundle import Bundle, Finding, Parts
 from generators.cli import main
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, load_profile, profile_from_source
-from generators.render import render
+from generators.profile import Profile
+from generators.render import config_parts, render
+from generators.validation import load_profile, profile_from_source
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
+# `perfstack` as a subprocess, from this working tree (never whatever `perfstack` is installed).
+PERFSTACK = [sys.executable, "-m", "generators"]
+
+
+def worktree_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a subprocess that imports perfstack: this working tree first on the path."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **(extra or {}), "PYTHONPATH": path}
 
 _bundles: dict[str, Bundle] = {}
 
@@ -31,10 +43,27 @@ def load(env: str, profiles_dir: Path = PROFILES) -> Profile:
 
 
 def variant(base: str, overrides: dict[str, Any]) -> Profile:
-    """An example profile with `overrides` merged over it (mappings deeply, as `extends:` does), validated."""
+    """An example profile with `overrides` merged over it (mappings deeply, as `extends:` does, except that
+    a test may change one key of llm.model, which `extends:` replaces whole), validated."""
     source = load_source(PROFILES / f"{base}.yaml")
-    merged = Source(data=deep_merge(source.data, overrides), locations=source.locations, files=source.files)
+    merged = Source(data=deep_merge(source.data, overrides, whole=frozenset()), locations=source.locations,
+                    files=source.files)
     return profile_from_source(merged, base)
+
+
+def parts_of(profile: Profile) -> Parts:
+    """The config stage of render (what checks, lint, alerts and objects read)."""
+    return config_parts(profile)
+
+
+def rules_of(profile: Profile) -> alerts.Rules:
+    """The alert rules render builds for `profile`."""
+    return alerts.build(profile, config_parts(profile))
+
+
+def run_checks(profile: Profile) -> list[Finding]:
+    """Every cross-component check's findings on the rendered parts (no raise)."""
+    return checks.run(profile, config_parts(profile))
 
 
 def rendered_bundle(env: str) -> Bundle:

@@ -12,11 +12,15 @@ import pytest
 import yaml
 
 from generators import alerts, metrics, pgbouncer, postgres, redis, units
+from generators.alerts.llm import ollama_probe_url
+from generators.alerts.transform import group_name, groups
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, profile_from_source
+from generators.objects import monitoring
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import profile_from_source
 
-from .conftest import PROFILES, REPO, load, run_cli
+from .conftest import PROFILES, REPO, load, rules_of, run_cli
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
@@ -34,14 +38,14 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def write_rules(profile: Profile, folder: Path) -> Path:
-    part = alerts.render(profile)
+    part = alerts.render(profile, rules_of(profile))
     (folder / "alerts.yaml").write_text(part.files[alerts.RULES_FILE])
     (folder / "alerts_test.yaml").write_text(part.files[alerts.TESTS_FILE])
     return folder
 
 
 def rules_by_name(profile: Profile) -> dict[str, dict[str, Any]]:
-    return {r["alert"]: {**r, "group": g["name"]} for g in alerts.groups(profile) for r in g["rules"]}
+    return {r["alert"]: {**r, "group": g["name"]} for g in groups(profile, rules_of(profile)) for r in g["rules"]}
 
 
 def threshold(rule: dict[str, Any]) -> float:
@@ -102,9 +106,9 @@ def test_proofs_fail_when_a_rule_drifts_from_the_profile(old: str, new: str, ale
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_one_group_per_component_and_shared_labels_on_every_rule(env: str) -> None:
     profile = load(env)
-    groups = alerts.groups(profile)
-    assert {g["name"] for g in groups} == {alerts.group_name(c) for c in COMPONENTS}
-    for group in groups:
+    rule_groups = groups(profile, rules_of(profile))
+    assert {g["name"] for g in rule_groups} == {group_name(c) for c in COMPONENTS}
+    for group in rule_groups:
         component = group["name"].removeprefix("perfstack-")
         for rule in group["rules"]:
             assert rule["labels"]["environment"] == profile.environment
@@ -119,7 +123,7 @@ def test_one_group_per_component_and_shared_labels_on_every_rule(env: str) -> No
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_every_description_names_its_threshold(env: str) -> None:
     profile = load(env)
-    for found in alerts.alerts(profile).values():
+    for found in rules_of(profile).values():
         for alert in found:
             # as written in the expression, as a percentage, or as a duration (thresholds in seconds)
             forms = {alerts.num(alert.threshold), f"{alert.threshold * 100:g}%",
@@ -196,7 +200,7 @@ def test_llm_alerts_vllm_in_prod_probe_in_dev() -> None:
     assert dev["LlmServerDown"]["expr"] == f'probe_success{{job="probe/{dev_profile.namespace}/llm"}} == 0'
     probe = next(o for o in render(dev_profile).objects if o["kind"] == "Probe")
     assert probe["spec"]["jobName"] == f"probe/{dev_profile.namespace}/llm"
-    assert probe["spec"]["targets"]["staticConfig"]["static"] == [alerts.ollama_probe_url(dev_profile)]
+    assert probe["spec"]["targets"]["staticConfig"]["static"] == [ollama_probe_url(dev_profile)]
 
 
 def test_api_thresholds_from_slos_and_dev_differs_from_prod() -> None:
@@ -222,13 +226,13 @@ def test_prometheus_rule_object_carries_the_rule_file_and_configurable_labels() 
     assert rule["metadata"]["namespace"] == profile.namespace
     assert rule["metadata"]["labels"]["release"] == "monitoring"
     assert rule["spec"]["groups"] == yaml.safe_load(bundle.files[alerts.RULES_FILE])["groups"]
-    assert f"kubernetes/prometheusrule-{alerts.RULE_NAME}.yaml" in bundle.files
+    assert f"kubernetes/prometheusrule-{monitoring.RULE_NAME}.yaml" in bundle.files
     default = next(o for o in render(load("prod")).objects if o["kind"] == "PrometheusRule")
     assert default["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_rendering_is_deterministic() -> None:
-    first, second = alerts.render(load("prod")), alerts.render(load("prod"))
+    first, second = alerts.render(load("prod"), rules_of(load("prod"))), alerts.render(load("prod"), rules_of(load("prod")))
     assert first.files == second.files
 
 

@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 
 from generators import alerts, localservers
+from generators.alerts.transform import group_name
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, profile_from_source
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import profile_from_source
 
-from .conftest import PROFILES
+from .conftest import PROFILES, rules_of
 
 NEEDED = ["prometheus", "prometheus-postgres-exporter", "prometheus-redis-exporter", "redis-server"]
 pytestmark = pytest.mark.skipif(any(shutil.which(b) is None for b in NEEDED),
@@ -125,7 +127,7 @@ def test_quiet_while_healthy_then_redis_down_fires(stack: dict[str, Any]) -> Non
     rules = wait_for(lambda: [g for g in get(f"{prometheus.url}/api/v1/rules")["data"]["groups"]
                               if g.get("lastEvaluation") != before.get(g["name"])], "rules evaluated on fresh data")
     rules = get(f"{prometheus.url}/api/v1/rules")["data"]["groups"]
-    assert {g["name"] for g in rules} == {alerts.group_name(c) for c in alerts.alerts(profile)}
+    assert {g["name"] for g in rules} == {group_name(c) for c in rules_of(profile)}
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), [
         (r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"]
     # Several evaluations (1 s apart) with no alert in any state: no expression holds while healthy.

@@ -25,7 +25,7 @@ from generators import output
 from generators.bundle import Bundle
 from generators.output import write_bundle
 
-from .conftest import PROFILES, rendered_bundle, run_cli, snapshot
+from .conftest import PROFILES, rendered_bundle, run_cli, snapshot, worktree_env
 
 # A render whose every file write sleeps first and is logged (pid, start, end): slow enough to be killed
 # mid-write, and a record of whose writes happened when.
@@ -68,7 +68,8 @@ def folder() -> Iterator[Path]:
 
 def slow_render(folder: Path, env: str, out: Path, delay: float, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", SLOW_RENDER, str(delay), str(log), "render", f"{env}.yaml",
-                             "--out", str(out)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--out", str(out)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=worktree_env())
 
 
 # ---------------------------------------------------------------- failures in-process
@@ -183,7 +184,8 @@ def test_sigkill_mid_write_leaves_the_previous_render(folder: Path, tmp_path: Pa
 
 # ---------------------------------------------------------------- concurrent renders
 def test_concurrent_renders_do_not_interleave(folder: Path, tmp_path: Path) -> None:
-    (folder / "prod-small.yaml").write_text("extends: prod\nenvironment: prod\npgbouncer: {default_pool_size: 10}\n")
+    (folder / "prod-small.yaml").write_text("extends: prod\nenvironment: prod-small\nnamespace: small\n"
+                                            "pgbouncer: {default_pool_size: 10}\n")
     envs = ["prod", "dev", "prod-small", "dev"]
     wanted = {}
     for env in set(envs):

@@ -10,6 +10,7 @@ import yaml
 from generators import autoscaling
 from generators.bundle import Bundle
 from generators.k8s import LLM_SERVER
+from generators.objects import autoscaling as autoscaling_objects
 from generators.render import render
 
 from .conftest import rendered_bundle, variant
@@ -43,7 +44,7 @@ def test_api_hpa_follows_the_profile() -> None:
     profile = variant("prod", {"app": {"deployment": "web"}, "autoscaling": {"api": {
         "min_replicas": 1, "max_replicas": 2, "target_cpu": "55%", "target_memory": None,
         "scale_down_stabilization": "90s"}}})
-    hpa = autoscaling.api_hpa(profile)
+    hpa = autoscaling_objects.api_hpa(profile)
     assert hpa["metadata"]["name"] == "web" and hpa["spec"]["scaleTargetRef"]["name"] == "web"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
     assert hpa["spec"]["metrics"] == [

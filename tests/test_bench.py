@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,18 @@ from generators.bench import (
     parse_redis_benchmark_csv,
     percentile,
 )
-from generators.profile import load_profile
 from generators.render import render
+from generators.validation import load_profile
+
+from .conftest import PERFSTACK, worktree_env
 
 ROOT = Path(__file__).resolve().parents[1]
-PERFSTACK = ["perfstack"] if shutil.which("perfstack") else [
-    sys.executable, "-c", "import sys; from generators.cli import main; main(sys.argv[1:], prog_name='perfstack')"]
 
 
 def bench(*args: str, profiles_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     extra = ["--profiles-dir", str(profiles_dir)] if profiles_dir else []
-    return subprocess.run([*PERFSTACK, *extra, "bench", *args], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    return subprocess.run([*PERFSTACK, *extra, "bench", *args], capture_output=True, text=True, cwd=ROOT, timeout=180,
+                          env=worktree_env())
 
 
 # ---------------------------------------------------------------- end to end, on real servers

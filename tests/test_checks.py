@@ -17,11 +17,11 @@ from generators.bundle import Finding
 from generators.errors import CheckError
 from generators.render import check, render
 
-from .conftest import rendered_bundle, run_cli, snapshot, variant
+from .conftest import rendered_bundle, run_checks, run_cli, snapshot, variant
 
 
 def findings(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
-    return [f for f in checks.run(variant(base, overrides)) if f.check == name]
+    return [f for f in run_checks(variant(base, overrides)) if f.check == name]
 
 
 def errors(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
@@ -31,22 +31,24 @@ def errors(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
 def test_every_check_is_registered() -> None:
     names = {c.__name__ for c in checks.CHECKS}
     assert names == {
-        "pgbouncer_fits_postgres", "app_fits_pgbouncer", "redis_fits_memory", "redis_queue_keeps_jobs",
-        "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads", "llm_fits_gpu",
-        "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time", "llm_autoscaling_has_metric",
-        "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
-        "db_query_slo_within_statement_timeout", "retry_backoff_ordered", "hpa_stabilization_within_limit",
+        "pgbouncer_fits_postgres", "app_fits_pgbouncer", "postgres_fits_memory", "redis_fits_memory",
+        "redis_queue_keeps_jobs", "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads",
+        "llm_fits_gpu", "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time",
+        "llm_autoscaling_has_metric", "hpa_stabilization_within_limit", "timeouts_nest",
         "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm"}
+    assert [o.check for o in checks.TIMEOUT_ORDER] == [
+        "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
+        "db_query_slo_within_statement_timeout", "retry_backoff_ordered"]
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_examples_pass(env: str) -> None:
-    found = checks.run(variant(env, {}))
+    found = run_checks(variant(env, {}))
     assert [f for f in found if f.severity == "error"] == []
 
 
 def test_prod_warns_that_not_every_full_length_sequence_fits() -> None:
-    warnings = [f for f in checks.run(variant("prod", {})) if f.severity == "warning"]
+    warnings = [f for f in run_checks(variant("prod", {})) if f.severity == "warning"]
     assert [w.check for w in warnings] == ["llm_fits_gpu"]
     # 64 x 8192 = 524288 tokens x 128 KiB = 64 GiB wanted; 64 - 14.90 - 2 GiB = 47.10 GiB = 385833 tokens.
     assert "llm.max_num_seqs 64 x max_model_len 8192 = 524288 tokens need 64GiB" in warnings[0].message
@@ -222,14 +224,14 @@ def test_llm_timeout_covers_slo() -> None:
 def test_db_query_slo_within_statement_timeout() -> None:
     assert errors("prod", {"slo": {"db_query_p95": "30s"}}, "db_query_slo_within_statement_timeout") == []
     [error] = errors("prod", {"slo": {"db_query_p95": "30001ms"}}, "db_query_slo_within_statement_timeout")
-    assert "slo.db_query_p95 30001ms (30001 ms) is above postgres.statement_timeout 30s (30000 ms)" in error.message
+    assert "postgres.statement_timeout 30s (30000 ms) is below slo.db_query_p95 30001ms (30001 ms)" in error.message
 
 
 def test_retry_backoff_ordered() -> None:
     # base: backoff_base 100ms.
     assert errors("prod", {"app": {"retry": {"backoff_max": "100ms"}}}, "retry_backoff_ordered") == []
     [error] = errors("prod", {"app": {"retry": {"backoff_max": "99ms"}}}, "retry_backoff_ordered")
-    assert "app.retry.backoff_max 99ms (99 ms) is below backoff_base 100ms (100 ms)" in error.message
+    assert "app.retry.backoff_max 99ms (99 ms) is below app.retry.backoff_base 100ms (100 ms)" in error.message
 
 
 # ---------------------------------------------------------------- through render and the CLI
@@ -243,7 +245,7 @@ def test_render_refuses_a_profile_over_the_line() -> None:
 
 def _write(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(text)
+    path.write_text(text + f"\nnamespace: {name}\n")  # a child of prod states its own namespace
     return path
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from generators import checks, workers
+from generators import workers
 from generators.bundle import Finding
 
-from .conftest import run_cli, variant
+from .conftest import run_checks, run_cli, variant
 
 
 def _errors(overrides: dict, check: str, base: str = "prod") -> list[Finding]:
-    return [f for f in checks.run(variant(base, overrides)) if f.check == check and f.severity == "error"]
+    return [f for f in run_checks(variant(base, overrides)) if f.check == check and f.severity == "error"]
 
 
 def _pool(**fields: object) -> dict:
@@ -22,7 +22,7 @@ def _pool(**fields: object) -> dict:
 
 def test_prod_and_dev_pass_every_worker_check() -> None:
     for env in ("dev", "prod"):
-        names = {f.check for f in checks.run(variant(env, {})) if f.severity == "error"}
+        names = {f.check for f in run_checks(variant(env, {})) if f.severity == "error"}
         assert not names
 
 
@@ -76,7 +76,7 @@ def test_llm_calling_workers_fit_the_llm_server() -> None:
     assert ("workers.pools.agents 17 replicas x concurrency 8 = 136 = 136 concurrent LLM requests but the LLM "
             "server runs llm.max_num_seqs 32 x 4 replica(s) = 128") in over[0].message
     # A profile without an llm (an external one) is not checked, only warned about.
-    found = [f for f in checks.run(variant("prod", {"llm": None})) if f.check == "workers_fit_llm"]
+    found = [f for f in run_checks(variant("prod", {"llm": None})) if f.check == "workers_fit_llm"]
     assert [f.severity for f in found] == ["warning"] and "has no llm" in found[0].message
     # Ollama is not autoscaled: its min_replicas (1) x max_num_seqs (4) in dev.
     dev = {"workers": {"pools": {"default": {"calls_llm": True, "concurrency": 2, "max_replicas": 2}}}}
@@ -109,7 +109,7 @@ def test_workers_on_a_cache_redis_are_refused() -> None:
     assert len(found) == 1 and "whose role is cache" in found[0].message
     shared = {"workers": {"redis": None},
               "redis": {"role": "queue", "maxmemory_policy": "noeviction", "persistence": "aof", "maxmemory": "50%"}}
-    assert not [f for f in checks.run(variant("prod", shared)) if f.severity == "error"]
+    assert not [f for f in run_checks(variant("prod", shared)) if f.severity == "error"]
     assert workers.queue_redis_address(variant("prod", shared)) == ("redis", 6379)
 
 

@@ -4,9 +4,7 @@ atomic rendering, and bad profiles refused with file:line and key while nothing 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,8 +12,9 @@ import pytest
 
 from generators import output
 from generators.cli import main
+from generators.loader import display_path
 
-from .conftest import PROFILES, REPO, rendered_bundle, run_cli, snapshot
+from .conftest import PERFSTACK, PROFILES, REPO, rendered_bundle, run_cli, snapshot, worktree_env
 
 
 def render_to(out: Path, env: str = "dev", profiles: Path = PROFILES) -> None:
@@ -43,8 +42,8 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     render_to(tmp_path / "one")
     render_to(tmp_path / "two")
     # and in a fresh process with another hash seed: no set or dict ordering leaks into the files
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    subprocess.run(["perfstack", "--profiles-dir", str(PROFILES), "render", "dev", "--out", str(tmp_path / "three")],
+    env = worktree_env({"PYTHONHASHSEED": "12345"})
+    subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render", "dev", "--out", str(tmp_path / "three")],
                    check=True, capture_output=True, env=env)
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two") == snapshot(tmp_path / "three")
 
@@ -142,6 +141,8 @@ def test_explain_shows_rule_and_inputs() -> None:
         "postgres.shared_buffers = 16GB",
         "  rule:   pgtune: RAM / 4",
         f"  inputs: memory_kb={64 * 1024 * 1024}",
+        f"  set by: hardware.postgres.memory ({display_path(PROFILES / 'prod.yaml')}:8)",
+        "  feeds:  postgres_fits_memory: PostgreSQL memory: 42.81GiB of 64GiB (67 % used, headroom 33 %)",
     ]
 
 
@@ -222,9 +223,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_unknown_environment_exit_2(tmp_path: Path) -> None:
-    result = run_cli("--profiles-dir", PROFILES, "render", "staging", "--out", tmp_path / "out")
+    # not "staging": that is the obvious name of a real profile someone adds (every profile is rendered)
+    result = run_cli("--profiles-dir", PROFILES, "render", "no-such-env", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert "staging.yaml: profile not found" in result.stderr
+    assert "no-such-env.yaml: profile not found" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -251,7 +253,8 @@ BAD_PROFILES = {
     "missing-required": ("environment: x\nnamespace: x\n", 1, "hardware"),
     "newline-injection": ('extends: base\npostgres:\n  settings: {application_name: "a\\nfsync = off"}\n', 3,
                           "postgres.settings.application_name"),
-    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n", 3,
+    "pool-over-max-connections": ("extends: base\npgbouncer:\n  default_pool_size: 200\n"
+                                  "environment: pool-over-max-connections\nnamespace: x\n", 3,
                                   "pgbouncer.default_pool_size"),
     "file_name_not_an_environment": ("extends: base\n", 1, "environment"),
     "tab-indent": ("extends: base\npostgres:\n\tversion: 16\n", 3, None),
@@ -287,8 +290,8 @@ def test_bad_profile_exit_2_located_nothing_written(bad_folder: Path, tmp_path: 
 
 def test_bad_profile_through_the_installed_command(bad_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "fresh"
-    result = subprocess.run(["perfstack", "--profiles-dir", str(bad_folder), "render", "typo-key", "--out", str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run([*PERFSTACK, "--profiles-dir", str(bad_folder), "render", "typo-key", "--out", str(out)],
+                            capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 2
     assert re.search(r"typo-key\.yaml:3:3: postgres\.max_conections: unknown key; did you mean 'max_connections'\?",
                      result.stderr)
@@ -297,12 +300,12 @@ def test_bad_profile_through_the_installed_command(bad_folder: Path, tmp_path: P
 
 
 def test_render_through_the_installed_command(tmp_path: Path) -> None:
-    result = subprocess.run([shutil.which("perfstack") or "perfstack", "--profiles-dir", str(PROFILES), "render",
-                             "prod", "--out", str(tmp_path / "prod")], capture_output=True, text=True)
+    result = subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render",
+                             "prod", "--out", str(tmp_path / "prod")], capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 0, result.stderr
     assert snapshot(tmp_path / "prod") == {rel: text.encode() for rel, text in rendered_bundle("prod").files.items()}
-    check = subprocess.run(["perfstack", "--profiles-dir", str(PROFILES), "render", "prod", "--check", "--out",
-                            str(tmp_path / "prod")], capture_output=True, text=True)
+    check = subprocess.run([*PERFSTACK, "--profiles-dir", str(PROFILES), "render", "prod", "--check", "--out",
+                            str(tmp_path / "prod")], capture_output=True, text=True, env=worktree_env())
     assert check.returncode == 0, check.stderr + check.stdout
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from generators import alerts, dashboards, metrics
+from generators import dashboards, metrics
 from generators.loader import Source, deep_merge, load_source
-from generators.profile import Profile, profile_from_source
+from generators.profile import Profile
 from generators.render import render
+from generators.validation import profile_from_source
 
-from .conftest import PROFILES, REPO, load
+from .conftest import PROFILES, REPO, load, rules_of
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
@@ -33,7 +34,7 @@ def variant(base: str, overrides: dict[str, Any]) -> Profile:
 
 
 def all_expressions(profile: Profile) -> list[tuple[str, str]]:
-    return [(board["title"], expr) for board in dashboards.dashboards(profile).values()
+    return [(board["title"], expr) for board in dashboards.dashboards(profile, rules_of(profile)).values()
             for expr in dashboards.expressions(board)]
 
 
@@ -119,7 +120,7 @@ def test_long_names_hash_to_a_stable_uid_within_grafanas_limit() -> None:
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_templated_datasource_and_environment_variables(env: str) -> None:
     profile = load(env)
-    for board in dashboards.dashboards(profile).values():
+    for board in dashboards.dashboards(profile, rules_of(profile)).values():
         variables = {v["name"]: v for v in board["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
         assert variables["environment"]["current"]["value"] == profile.environment
@@ -143,8 +144,8 @@ def _lines(board: dict[str, Any]) -> dict[str, float]:
 
 def test_overview_draws_the_slos_and_dev_differs_from_prod() -> None:
     dev, prod = load("dev"), load("prod")
-    dev_lines = _lines(dashboards.build(dev, "overview"))
-    prod_lines = _lines(dashboards.build(prod, "overview"))
+    dev_lines = _lines(dashboards.build(dev, "overview", rules_of(dev)))
+    prod_lines = _lines(dashboards.build(prod, "overview", rules_of(prod)))
     assert prod_lines["API p95 latency"] == 2 and dev_lines["API p95 latency"] == 5  # slo.api_latency_p95
     assert prod_lines["Workflow p95 duration"] == 120 and dev_lines["Workflow p95 duration"] == 300
     assert prod_lines["API error ratio (5xx)"] == 0.01
@@ -157,12 +158,12 @@ def test_overview_draws_the_slos_and_dev_differs_from_prod() -> None:
 
 def test_component_lines_are_the_alert_thresholds() -> None:
     prod = load("prod")
-    limits = {a.name: a.threshold for found in alerts.alerts(prod).values() for a in found}
-    assert _lines(dashboards.build(prod, "postgres"))["Connections by state"] == round(limits["PostgresConnectionsHigh"], 6)
-    assert _lines(dashboards.build(prod, "pgbouncer"))["Server connections"] == limits["PgBouncerServerConnectionsHigh"]
-    assert _lines(dashboards.build(prod, "redis"))["Memory used"] == round(limits["RedisMemoryHigh"], 6)
-    assert _lines(dashboards.build(prod, "llm"))["Requests waiting and running"] == 20
-    dev_llm = dashboards.build(load("dev"), "llm")  # Ollama: probe panels, no vLLM metric
+    limits = {a.name: a.threshold for found in rules_of(prod).values() for a in found}
+    assert _lines(dashboards.build(prod, "postgres", rules_of(prod)))["Connections by state"] == round(limits["PostgresConnectionsHigh"], 6)
+    assert _lines(dashboards.build(prod, "pgbouncer", rules_of(prod)))["Server connections"] == limits["PgBouncerServerConnectionsHigh"]
+    assert _lines(dashboards.build(prod, "redis", rules_of(prod)))["Memory used"] == round(limits["RedisMemoryHigh"], 6)
+    assert _lines(dashboards.build(prod, "llm", rules_of(prod)))["Requests waiting and running"] == 20
+    dev_llm = dashboards.build(load("dev"), "llm", rules_of(load("dev")))  # Ollama: probe panels, no vLLM metric
     assert not any("vllm:" in expr for expr in dashboards.expressions(dev_llm))
     assert any("probe_success" in expr for expr in dashboards.expressions(dev_llm))
 

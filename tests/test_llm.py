@@ -259,7 +259,7 @@ def test_ollama_env_follows_the_profile() -> None:
     assert env["OLLAMA_KV_CACHE_TYPE"] == "q8_0"
     assert env["OLLAMA_CONTEXT_LENGTH"] == "4096"
     assert env["OLLAMA_LOAD_TIMEOUT"] == "3m"  # 2 x 90 s
-    assert llm.go_duration(0) == "0s" and llm.go_duration(150) == "150ms" and llm.go_duration(90_000) == "90s"
+    assert units.format_duration_go(0) == "0s" and units.format_duration_go(150) == "150ms" and units.format_duration_go(90_000) == "90s"
 
 
 def test_ollama_deployment_loads_on_first_request_and_unloads_after_keep_alive() -> None:

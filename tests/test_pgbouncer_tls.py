@@ -12,8 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from generators import localservers, pgbouncer, workloads
-from generators.profile import load_profile
+from generators import localservers, pgbouncer
+from generators.objects import workloads
+from generators.validation import load_profile
+
+from .conftest import parts_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +35,7 @@ def test_client_tls_settings_and_mount() -> None:
     plain, _ = load_profile("dev", ROOT / "profiles")
     assert not any(s.key.startswith("client_tls") for s in pgbouncer.settings(plain))
 
-    deployment = next(o for o in workloads.pgbouncer_objects(profile) if o["kind"] == "Deployment")
+    deployment = next(o for o in workloads.pgbouncer_objects(profile, parts_of(profile)) if o["kind"] == "Deployment")
     sources = deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
     tls = [s["secret"] for s in sources if "secret" in s and s["secret"]["name"] == profile.secrets.pgbouncer_tls]
     assert tls and {i["path"] for i in tls[0]["items"]} == {"tls.crt", "tls.key"}

@@ -8,7 +8,7 @@ import pytest
 
 from generators.errors import ProfileError
 from generators.pgversions import version_problem
-from generators.profile import load_profile
+from generators.validation import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,8 @@ def test_version_problem(name: str, version: int, expected: str | None) -> None:
 def write(folder: Path, version: int, name: str) -> Path:
     (folder / "base.yaml").write_text((ROOT / "profiles" / "base.yaml").read_text())
     path = folder / "p.yaml"
-    path.write_text(f"extends: base\npostgres:\n  version: {version}\n  settings:\n    {name}: 1min\n")
+    path.write_text(f"extends: base\npostgres:\n  version: {version}\n  settings:\n    {name}: 1min\n"
+                    "environment: p\nnamespace: p\n")
     return path
 
 

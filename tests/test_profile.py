@@ -12,10 +12,11 @@ from ruamel.yaml import YAML
 
 from generators.errors import ProfileError
 from generators.loader import deep_merge, load_source
-from generators.profile import json_schema, load_profile
+from generators.profile import json_schema
 from generators.units import GIB
+from generators.validation import load_profile
 
-from .conftest import PROFILES, load
+from .conftest import PROFILES, load, run_cli
 
 HARDWARE = "hardware:\n  postgres: {memory: 4GiB, cpus: 2}\n  redis: {memory: 1GiB}\n"
 
@@ -47,13 +48,13 @@ def test_deep_merge_mapping_replaces_scalar_and_back() -> None:
 
 
 def test_extends_overlays_parent(tmp_path: Path) -> None:
-    write(tmp_path, "parent", "namespace: shared\n" + HARDWARE +
+    write(tmp_path, "parent", "abstract: true\nredis: {port: 6380}\n" + HARDWARE +
           "pgbouncer:\n  databases: [app, reports]\n  default_pool_size: 30\n  pool_mode: session\n")
-    child = write(tmp_path, "child", "extends: parent\nhardware:\n  postgres: {memory: 8GiB}\n"
-                  "pgbouncer:\n  databases: [app]\n  pool_mode: transaction\n")
+    child = write(tmp_path, "child", "extends: parent\nenvironment: child\nnamespace: ns\nhardware:\n"
+                  "  postgres: {memory: 8GiB}\npgbouncer:\n  databases: [app]\n  pool_mode: transaction\n")
     profile, source = load_profile(str(child))
-    assert profile.environment == "child"                       # defaults to the file's stem
-    assert profile.namespace == "shared"                        # inherited scalar
+    assert profile.environment == "child"
+    assert profile.redis.port == 6380                           # inherited scalar
     assert profile.hardware.postgres.memory == 8 * GIB          # child's scalar replaces
     assert profile.hardware.postgres.cpus == 2                  # sibling key of a merged mapping is kept
     assert profile.pgbouncer.databases == ["app"]               # lists replace, not append
@@ -65,7 +66,8 @@ def test_extends_overlays_parent(tmp_path: Path) -> None:
 def test_extends_chain_of_three(tmp_path: Path) -> None:
     write(tmp_path, "grand", HARDWARE + "redis: {timeout: 10s, tcp_keepalive: 20s}\n")
     write(tmp_path, "middle", "extends: grand\nredis: {timeout: 30s}\n")
-    child = write(tmp_path, "leaf", "extends: middle.yaml\nenvironment: leaf-env\n")
+    child = write(tmp_path, "leaf", "extends: middle.yaml\nenvironment: leaf-env\nnamespace: leaf\n"
+                  "environment_matches_file_name: false\n")
     profile = load(str(child))
     assert (profile.redis.timeout, profile.redis.tcp_keepalive) == (30_000, 20_000)
     assert profile.environment == "leaf-env"
@@ -286,12 +288,53 @@ def test_non_obvious_values_carry_a_comment(name: str) -> None:
             and lines[i + 1].startswith(" ")), f"{name}.yaml: {key} has no comment"
 
 
-def test_environment_defaults_to_the_file_name(tmp_path: Path) -> None:
-    write(tmp_path, "base", HARDWARE)
-    assert load(str(write(tmp_path, "staging-2", "extends: base\n"))).environment == "staging-2"
-    [(file, line, _, key, message)] = problems(write(tmp_path, "my_env", "extends: base\n"))
+def test_environment_defaults_to_the_file_name_only_without_a_parent(tmp_path: Path) -> None:
+    assert load(str(write(tmp_path, "staging-2", "namespace: s\n" + HARDWARE))).environment == "staging-2"
+    [(file, line, _, key, message)] = problems(write(tmp_path, "my_env", "namespace: s\n" + HARDWARE))
     assert (file, line, key) == ("my_env.yaml", 1, "environment")
     assert "defaults to the file name 'my_env'" in message and "set `environment:`" in message
+
+
+def test_a_profile_without_a_namespace_is_refused(tmp_path: Path) -> None:
+    [(file, line, _, key, message)] = problems(write(tmp_path, "solo", HARDWARE))
+    assert (file, line, key) == ("solo.yaml", 1, "namespace") and "sets its own namespace" in message
+
+
+def test_a_child_cannot_inherit_another_environments_identity(tmp_path: Path) -> None:
+    write(tmp_path, "prod", "environment: prod\nnamespace: ai-platform\n" + HARDWARE)
+    found = problems(write(tmp_path, "staging", "extends: prod\n"))
+    assert [(f, key) for f, _, _, key, _ in found] == [("staging.yaml", "environment"), ("staging.yaml", "namespace")]
+    assert "sets its own namespace instead of inheriting 'ai-platform' from" in found[1][4]
+    assert "instead of inheriting 'prod'" in found[0][4]
+    # the environment follows the file name unless the profile says otherwise
+    [(file, line, _, key, message)] = problems(write(tmp_path, "staging", "extends: prod\nenvironment: qa\n"
+                                                                          "namespace: qa\n"))
+    assert (file, line, key) == ("staging.yaml", 2, "environment") and "differs from the file name" in message
+    write(tmp_path, "staging", "extends: prod\nenvironment: qa\nnamespace: qa\nenvironment_matches_file_name: false\n")
+    assert load(str(tmp_path / "staging.yaml")).environment == "qa"
+    # the statement is about that one file: a child of staging does not inherit it
+    found = problems(write(tmp_path, "qa2", "extends: staging\nenvironment: qa\nnamespace: qa2\n"))
+    assert [key for _, _, _, key, _ in found] == ["environment"]
+
+
+def test_an_abstract_profile_is_not_rendered_and_not_inherited(tmp_path: Path) -> None:
+    write(tmp_path, "shared", "abstract: true\nnamespace: x\n" + HARDWARE)
+    [(file, line, _, key, message)] = problems(tmp_path / "shared.yaml")
+    assert (file, line, key) == ("shared.yaml", 1, "abstract") and "abstract" in message
+    child = load(str(write(tmp_path, "team", "extends: shared\nenvironment: team\nnamespace: team\n")))
+    assert child.namespace == "team"
+    result = run_cli("render", "shared", "--profiles-dir", tmp_path)  # a bad option place is fine for click groups
+    assert result.exit_code == 2
+
+
+def test_a_new_model_replaces_the_whole_model_block(tmp_path: Path) -> None:
+    write(tmp_path, "shared", "abstract: true\nhardware:\n  postgres: {memory: 4GiB}\n"
+          "  redis: {memory: 1GiB}\n  gpu: {memory: 80GiB}\n"
+          "llm:\n  model: {name: big, parameters: 70B, dtype: fp8, layers: 80, kv_heads: 8, head_dim: 128}\n")
+    found = problems(write(tmp_path, "small", "extends: shared\nenvironment: small\nnamespace: s\n"
+                                               "llm:\n  model: {name: small, parameters: 8B}\n"))
+    # the parent's layers/kv_heads/head_dim are not kept under another model's name
+    assert {key for _, _, _, key, _ in found} == {"llm.model.layers", "llm.model.kv_heads", "llm.model.head_dim"}
 
 
 def test_missing_required_key_is_located_at_the_file(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ import asyncio
 import copy
 import dataclasses
 import logging
-import os
 import runpy
 import subprocess
 import sys
@@ -27,13 +26,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from generators.bundle import Bundle
-from generators.lint import findings, is_production, lint, literal_secrets
+from generators.bundle import Finding, Parts
+from generators.errors import CheckError
+from generators.lint import findings, is_production
 from generators.loader import Source
-from generators.profile import load_profile
-from generators.render import render
+from generators.render import config_parts, gate, render
+from generators.validation import literal_secrets, load_profile
 
-from .conftest import PROFILES, variant
+from .conftest import PROFILES, variant, worktree_env
 from .test_pulumi import MAIN, Recorder, stack_config
 
 PLANTED = {
@@ -50,7 +50,7 @@ CLI = "from generators.cli import main; main()"
 
 def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CLI, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env=worktree_env(env), timeout=120)
 
 
 def assert_clean(text: str, where: str) -> None:
@@ -107,7 +107,8 @@ def test_the_example_profiles_hold_no_credentials() -> None:
 
 def test_literal_secret_refused_by_every_command(profile_folder: Path) -> None:
     (profile_folder / "leaky.yaml").write_text(
-        f"extends: prod\nenvironment: prod\npostgres:\n  settings:\n    primary_conninfo: 'host=p password={PLANTED['file']}'\n")
+        f"extends: prod\nenvironment: prod\npostgres:\n  settings:\n    primary_conninfo: 'host=p password={PLANTED['file']}'\n"
+        "namespace: ai-platform\nenvironment_matches_file_name: false\n")
     for args in (["validate", "leaky"], ["render", "leaky", "--out", "out"], ["explain", "leaky"],
                  ["diff", "prod", "leaky"]):
         result = cli(profile_folder.parent, "--profiles-dir", str(profile_folder), *args)
@@ -166,8 +167,11 @@ def test_pulumi_secret_config_reaches_only_the_secrets(caplog: pytest.LogCapture
 
 
 # ---------------------------------------------------------------- the production lint
+IDENTITY = "\nnamespace: ai-platform\nenvironment_matches_file_name: false\n"  # a child states its own
+
+
 def validate(folder: Path, text: str, name: str = "p") -> subprocess.CompletedProcess[str]:
-    (folder / f"{name}.yaml").write_text(text)
+    (folder / f"{name}.yaml").write_text(text + IDENTITY)
     return cli(folder.parent, "--profiles-dir", str(folder), "validate", name)
 
 
@@ -187,14 +191,17 @@ def test_example_profiles_pass_the_lint(profile_folder: Path) -> None:
      "admin console"),
     ("postgres:\n  idle_in_transaction_session_timeout: 0\n", "p.yaml:4:3",
      "postgres.idle_in_transaction_session_timeout", "never times out"),
+    ("postgres:\n  settings:\n    idle_in_transaction_session_timeout: '0'\n", "p.yaml:5:5",
+     "postgres.settings.idle_in_transaction_session_timeout", "never times out"),
+    # statement_timeout 0 through an override no longer slips past the checks (PgBouncer's query_timeout).
     ("postgres:\n  settings:\n    statement_timeout: '0'\n", "p.yaml:5:5", "postgres.settings.statement_timeout",
-     "never times out"),
+     "query_timeout_covers_statement_timeout"),
 ])
 def test_prod_lint_refuses(profile_folder: Path, text: str, where: str, key: str, message: str) -> None:
     result = validate(profile_folder, PROD + text)
     assert result.returncode == 2, result.stderr
     line = next(line for line in result.stderr.splitlines() if f": {key}:" in line)
-    assert where in line and "prod lint" in line and message in line, result.stderr
+    assert where in line and ("prod lint" in line or "_covers_" in line) and message in line, result.stderr
 
 
 def test_unbounded_statement_and_query_timeouts_are_each_refused(profile_folder: Path) -> None:
@@ -215,18 +222,23 @@ def test_lint_applies_to_production_only(profile_folder: Path) -> None:
     assert validate(profile_folder, "extends: prod\nenvironment: prod-eu\n" + unsafe).returncode == 2
 
 
-def _with(bundle: Bundle, objects: list[dict[str, Any]] | None = None, **redis: str) -> Bundle:
-    settings = [dataclasses.replace(s, text=redis[s.key]) if s.target == "redis" and s.key in redis else s
-                for s in bundle.settings]
-    return dataclasses.replace(bundle, settings=settings, objects=objects if objects is not None else bundle.objects)
+def _with_redis(parts: Parts, **redis: str) -> Parts:
+    settings = [dataclasses.replace(s, text=redis[s.key]) if s.key in redis else s for s in parts.redis.settings]
+    return dataclasses.replace(parts, redis=dataclasses.replace(parts.redis, settings=settings))
+
+
+def _messages(found: list[Finding]) -> list[str]:
+    return [f.message for f in found]
 
 
 def test_lint_refuses_unprotected_redis_and_trust_in_pg_hba() -> None:
-    # The generators never render these; the lint reads the rendered bundle, so it would catch a regression.
+    # The generators never render these; the lint reads the rendered parts and objects, so it would catch a regression.
     profile, source = load_profile("prod", PROFILES)
+    parts = config_parts(profile)
     bundle = render(profile, source)
-    assert findings(profile, bundle) == []
-    assert any("protected-mode" in m for _, m in findings(profile, _with(bundle, **{"protected-mode": "no"})))
+    assert findings(profile, parts, bundle.objects) == []
+    assert any("protected-mode" in m for m in _messages(findings(profile, _with_redis(parts, **{"protected-mode": "no"}),
+                                                                 bundle.objects)))
     no_password = []
     for obj in bundle.objects:
         if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"]["name"] == "redis":
@@ -234,12 +246,12 @@ def test_lint_refuses_unprotected_redis_and_trust_in_pg_hba() -> None:
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 container["command"] = [c for c in container["command"] if c not in ("--requirepass", "$(REDIS_PASSWORD)")]
         no_password.append(obj)
-    assert any("without a password" in m for _, m in findings(profile, _with(bundle, no_password)))
+    assert any("without a password" in m for m in _messages(findings(profile, parts, no_password)))
     cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "postgres"},
                "spec": {"postgresql": {"pg_hba": ["host all all 10.0.0.0/8 trust"]}}}
-    assert any("pg_hba `trust`" in m for _, m in findings(profile, _with(bundle, [*bundle.objects, cluster])))
-    with pytest.raises(Exception, match="protected-mode"):
-        lint(profile, source, _with(bundle, **{"protected-mode": "no"}))
+    assert any("pg_hba `trust`" in m for m in _messages(findings(profile, parts, [*bundle.objects, cluster])))
+    with pytest.raises(CheckError, match="protected-mode"):
+        gate(profile, _with_redis(parts, **{"protected-mode": "no"}), source, bundle.objects)
 
 
 def test_is_production() -> None:

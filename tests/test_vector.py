@@ -120,3 +120,32 @@ def test_pgvector_runs_the_rendered_ddl_on_a_real_postgresql() -> None:
         assert set(index.query(queries[0], 10)) == {int(i) for i in truth[0]}  # a wide search is exact here
     finally:
         index.close()
+
+
+def test_chroma_server_settings_fit_one_insert_batch() -> None:
+    from generators import units, vector
+    from generators.render import render
+
+    from .conftest import variant
+
+    profile = variant("prod", {"vector": {"engine": "chroma", "batch_size": 5000, "dimensions": 1536}})
+    env = render(profile).files[vector.CHROMA_SERVER_FILE]
+    values = dict(line.split("=", 1) for line in env.splitlines() if line and not line.startswith("#"))
+    # 5000 vectors x 1536 floats x 24 bytes as JSON x 2 = 351.6 MiB, rounded up to MiB: above the 40 MiB default.
+    assert int(values["CHROMA_MAX_PAYLOAD_SIZE_BYTES"]) == -(-2 * 5000 * 1536 * 24 // units.MIB) * units.MIB
+    assert values["CHROMA_ALLOW_RESET"] == "false" and values["CHROMA_PERSIST_PATH"] == "/data"
+    small = variant("prod", {"vector": {"engine": "chroma", "batch_size": 10, "dimensions": 8}})
+    assert vector.chroma_payload_bytes(small.vector) == 40 * units.MIB  # never below Chroma's default
+
+
+def test_pgvector_extension_is_created_at_cloudnativepg_bootstrap() -> None:
+    from generators.render import render
+
+    from .conftest import variant
+
+    profile = variant("prod", {"vector": {"engine": "pgvector"}, "kubernetes": {"postgres": "cloudnativepg"}})
+    cluster = next(o for o in render(profile).objects if o["kind"] == "Cluster")
+    assert cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"] == ["CREATE EXTENSION IF NOT EXISTS vector"]
+    chroma = variant("prod", {"vector": {"engine": "chroma"}, "kubernetes": {"postgres": "cloudnativepg"}})
+    cluster = next(o for o in render(chroma).objects if o["kind"] == "Cluster")
+    assert "postInitApplicationSQL" not in cluster["spec"]["bootstrap"]["initdb"]

@@ -1,4 +1,4 @@
-"""generators/workloads.py: the namespace, PgBouncer, Redis and PostgreSQL objects.
+"""generators/objects/workloads.py: the namespace, PgBouncer, Redis and PostgreSQL objects.
 
 Objects are checked against the Kubernetes schemas (kubernetes-validate) and, where a real tool reads
 what they carry, with that tool: redis-server started with the container's own command line and the
@@ -23,9 +23,13 @@ import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from generators import localservers, pgbouncer, postgres, redis, units, workloads
+from generators import localservers, pgbouncer, postgres, redis, units
 from generators.k8s import CHECKSUM_ANNOTATION, checksum_of
-from generators.profile import Profile, load_profile
+from generators.objects import workloads
+from generators.profile import Profile
+from generators.validation import load_profile
+
+from .conftest import parts_of
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.33"
@@ -53,7 +57,7 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_built_in_objects_are_valid_kubernetes(variant: str) -> None:
-    objects = workloads.render(VARIANTS[variant]()).objects
+    objects = workloads.render(VARIANTS[variant](), parts_of(VARIANTS[variant]())).objects
     built_in = [o for o in objects if "." not in o["apiVersion"].split("/")[0] or "/" not in o["apiVersion"]]
     assert built_in
     for obj in built_in:
@@ -65,7 +69,7 @@ def test_built_in_objects_are_valid_kubernetes(variant: str) -> None:
 
 def test_pgbouncer_objects_carry_the_rendered_ini_and_replicas() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     config_map, deployment = objects["ConfigMap/pgbouncer"], objects["Deployment/pgbouncer"]
     ini = pgbouncer.render(p).files["pgbouncer/pgbouncer.ini"]
     assert config_map["data"] == {"pgbouncer.ini": ini}
@@ -86,7 +90,7 @@ def test_pgbouncer_objects_carry_the_rendered_ini_and_replicas() -> None:
 
 def test_checksum_rolls_pods_only_when_the_config_changes() -> None:
     def annotation(p: Profile, kind: str) -> str:
-        return by_kind(workloads.render(p).objects)[kind]["spec"]["template"]["metadata"]["annotations"][
+        return by_kind(workloads.render(p, parts_of(p)).objects)[kind]["spec"]["template"]["metadata"]["annotations"][
             CHECKSUM_ANNOTATION]
 
     base = profile("prod")
@@ -99,7 +103,7 @@ def test_checksum_rolls_pods_only_when_the_config_changes() -> None:
 
 def test_redis_without_persistence_is_a_deployment_sized_by_its_hardware() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     assert "StatefulSet/redis" not in objects
     container = objects["Deployment/redis"]["spec"]["template"]["spec"]["containers"][0]
     # hardware.redis: 8GiB, 2 cpus, as requests and limits.
@@ -110,7 +114,7 @@ def test_redis_without_persistence_is_a_deployment_sized_by_its_hardware() -> No
 @pytest.mark.parametrize("persistence", ["aof", "rdb"])
 def test_redis_with_persistence_is_a_statefulset_with_room_to_rewrite(persistence: str) -> None:
     p = profile("prod", redis={"persistence": persistence})
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     assert "Deployment/redis" not in objects
     spec = objects["StatefulSet/redis"]["spec"]
     # maxmemory 75% of 8GiB = 6GiB; a rewrite needs the old and the new file: 2 x 6GiB = 12Gi.
@@ -120,18 +124,20 @@ def test_redis_with_persistence_is_a_statefulset_with_room_to_rewrite(persistenc
 
 def test_redis_password_comes_from_the_secret_not_the_config() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     container = objects["Deployment/redis"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
     ref = container["env"][0]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": p.secrets.redis_password.secret, "key": p.secrets.redis_password.key}
-    assert "requirepass" not in objects["ConfigMap/redis"]["data"]["redis.conf"].replace("--requirepass", "").split(
-        "#")[0]
+    directives = [line.split()[0].lower() for line in objects["ConfigMap/redis"]["data"]["redis.conf"].splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    assert "maxmemory" in directives  # the directives were really read (the file is not all comments)
+    assert "requirepass" not in directives and "masterauth" not in directives
 
 
 def test_external_postgres_is_a_settings_config_map() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     assert "Cluster/postgres" not in objects
     files = postgres.render(p).files
     assert objects["ConfigMap/postgres-settings"]["data"] == {
@@ -140,7 +146,7 @@ def test_external_postgres_is_a_settings_config_map() -> None:
 
 def test_cloudnativepg_cluster_carries_the_rendered_settings() -> None:
     p = profile("prod", kubernetes={"postgres": "cloudnativepg"})
-    part = workloads.render(p)
+    part = workloads.render(p, parts_of(p))
     objects = by_kind(part.objects)
     cluster = objects["Cluster/postgres"]
     params = cluster["spec"]["postgresql"]["parameters"]
@@ -158,7 +164,7 @@ def test_cloudnativepg_cluster_carries_the_rendered_settings() -> None:
 
 def test_cloudnativepg_leaves_out_parameters_the_operator_owns() -> None:
     p = profile("prod", kubernetes={"postgres": "cloudnativepg"}, postgres={"workload": "desktop"})
-    part = workloads.render(p)
+    part = workloads.render(p, parts_of(p))
     params = by_kind(part.objects)["Cluster/postgres"]["spec"]["postgresql"]["parameters"]
     rendered = {s.key for s in postgres.settings(p)}
     assert {"wal_level", "max_wal_senders"} <= rendered  # pgtune's desktop rules write them
@@ -168,9 +174,9 @@ def test_cloudnativepg_leaves_out_parameters_the_operator_owns() -> None:
 
 
 def test_quantity_and_userlist_formatting() -> None:
-    assert workloads.quantity(8 * units.GIB) == "8Gi"
-    assert workloads.quantity(1536 * units.MIB) == "1536Mi"
-    assert workloads.quantity(1000) == "1000"
+    assert units.format_quantity(8 * units.GIB) == "8Gi"
+    assert units.format_quantity(1536 * units.MIB) == "1536Mi"
+    assert units.format_quantity(1000) == "1000"
     assert workloads.userlist('a"b', 'p"w') == '"a""b" "p""w"\n'
 
 
@@ -197,7 +203,7 @@ def _expand(argument: str, env: dict[str, str]) -> str:
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_redis_starts_with_the_container_command_and_requires_the_password() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     container = objects["Deployment/redis"]["spec"]["template"]["spec"]["containers"][0]
     workdir = localservers.make_workdir("perfstack-workloads-redis-")
     try:
@@ -227,7 +233,7 @@ def test_redis_starts_with_the_container_command_and_requires_the_password() -> 
 @pytest.mark.skipif(shutil.which("pgbouncer") is None, reason="pgbouncer not installed")
 def test_pgbouncer_authenticates_against_the_userlist_the_secret_holds() -> None:
     p = profile("prod")
-    objects = by_kind(workloads.render(p).objects)
+    objects = by_kind(workloads.render(p, parts_of(p)).objects)
     ini = objects["ConfigMap/pgbouncer"]["data"]["pgbouncer.ini"]
     workdir = localservers.make_workdir("perfstack-workloads-pgb-")
     password = 'pa"ss word\'s'

@@ -15,6 +15,7 @@ name, and only the named items perfstack renders are compared. Resource quantiti
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -63,7 +64,7 @@ def object_id(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{meta.get('namespace', 'default')}/{meta['name']}"
 
 
-def quantity(value: Any) -> Decimal | None:
+def parse_quantity(value: Any) -> Decimal | None:
     """A Kubernetes quantity ('500m', '1Gi', '2', 0.5) as a number; None when it is not one."""
     if isinstance(value, bool):
         return None
@@ -100,7 +101,7 @@ def _same_scalar(want: Any, have: Any, path: str) -> bool:
         return float(want) == float(have)
     segments = path.split(".")
     if (len(segments) > 1 and segments[-2] in QUANTITY_PARENTS) or segments[-1] in ("averageValue", "value"):
-        a, b = quantity(want), quantity(have)
+        a, b = parse_quantity(want), parse_quantity(have)
         return a is not None and a == b
     return False
 
@@ -171,7 +172,8 @@ def api_client(context: str | None = None) -> Any:
     except ImportError as exc:
         raise RuntimeError("the kubernetes Python client is not installed: pip install 'perfstack[deploy]'") from exc
     try:
-        return config.new_client_from_config(context=context)
+        # $KUBECONFIG as it is now: the client reads it once, when first imported.
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
     except config.ConfigException as exc:
         if context:
             raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .. import paths
 from ..bundle import Bundle
 from .postgres import redact
 from .report import CHANGED, EXTRA, MISSING, Difference, TargetReport, failed
@@ -25,7 +26,7 @@ NOT_COMPARED = frozenset({
     "listen_addr", "listen_port", "unix_socket_dir", "logfile", "pidfile",
     "auth_type", "auth_file", "auth_user", "auth_query", "auth_hba_file", "admin_users", "stats_users",
 })
-INI_FILE = "pgbouncer/pgbouncer.ini"
+INI_FILE = paths.PGBOUNCER_INI
 ADMIN_DATABASE = "pgbouncer"  # the admin console's own pseudo-database, always listed by SHOW DATABASES
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 

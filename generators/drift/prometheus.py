@@ -163,7 +163,7 @@ def compare_rule(want: Rule, have: Rule, client: Client | None) -> list[Differen
             else:
                 diffs.append(Difference(f"{want.key}.expr", CHANGED, want.expr, have.expr))
     if want.kind == "alert" and want.for_s != have.for_s:
-        diffs.append(Difference(f"{want.key}.for", CHANGED, _duration(want.for_s), _duration(have.for_s)))
+        diffs.append(Difference(f"{want.key}.for", CHANGED, units.format_duration(round(want.for_s * 1000)), units.format_duration(round(have.for_s * 1000))))
     for label in sorted(set(want.labels) | set(have.labels)):
         if want.labels.get(label) != have.labels.get(label):
             kind = MISSING if label not in have.labels else EXTRA if label not in want.labels else CHANGED
@@ -213,6 +213,3 @@ def check(bundle: Bundle, url: str) -> TargetReport:
     return TargetReport(TARGET, endpoint, checked=len(expected), differences=compare(expected, live, client))
 
 
-def _duration(seconds: float) -> str:
-    """A `for` window as Prometheus writes it (5m, 30s)."""
-    return units.format_duration(round(seconds * 1000))

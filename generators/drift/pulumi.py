@@ -42,6 +42,16 @@ def change_of(event: Any) -> Difference | None:
     return Difference(meta.urn, CHANGED, "no change", op, note=f"fields: {fields}" if fields else None)
 
 
+def _program(project: Path) -> Any:
+    """The project's Pulumi program (infra/program.py), run with the project's folder as its root."""
+    import sys
+
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    from infra import program  # the Pulumi program itself, run inline
+    return lambda: program.main(root=project)
+
+
 def check(stack_name: str, project_dir: Path | None = None) -> TargetReport:
     endpoint = f"stack {stack_name}"
     if shutil.which("pulumi") is None:
@@ -59,7 +69,11 @@ def check(stack_name: str, project_dir: Path | None = None) -> TargetReport:
             diffs.append(change)
 
     try:
-        stack = auto.select_stack(stack_name=stack_name, work_dir=str(project))
+        # The program runs in this process (the Automation API's inline mode, on the project's own Pulumi.yaml
+        # and stack files): no Python language host is needed beside the CLI.
+        # (An inline program ignores select_stack's work_dir argument: the folder goes in the options.)
+        stack = auto.select_stack(stack_name=stack_name, project_name="perfstack", program=_program(project),
+                                  opts=auto.LocalWorkspaceOptions(work_dir=str(project)))
         stack.preview(refresh=True, expect_no_changes=True, diff=True, on_event=on_event, color="never")
     except auto.errors.CommandError as exc:
         if not diffs:  # expect_no_changes fails the command on changes; any other failure is an error

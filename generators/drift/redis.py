@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import units
 from ..bundle import Bundle
 from .report import CHANGED, MISSING, Difference, TargetReport, failed
 
@@ -27,13 +28,6 @@ def memory_bytes(text: str) -> int | None:
     if not match:
         return None
     return int(match[1]) * MEMORY_SUFFIXES[(match[2] or "").lower()]
-
-
-def format_memory(num_bytes: int) -> str:
-    for unit, factor in (("gb", 1024**3), ("mb", 1024**2), ("kb", 1024)):
-        if num_bytes and num_bytes % factor == 0:
-            return f"{num_bytes // factor}{unit}"
-    return str(num_bytes)
 
 
 def unquote(text: str) -> str:
@@ -56,7 +50,7 @@ def same(expected: str, actual: str) -> bool:
 def shown(expected: str, actual: str) -> str:
     """The live value in the rendered file's units when the rendered value has a memory suffix."""
     if memory_bytes(unquote(expected)) is not None and not unquote(expected).isdigit() and actual.isdigit():
-        return format_memory(int(actual))
+        return units.format_size_redis(int(actual))
     return actual
 
 

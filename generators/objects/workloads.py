@@ -1,7 +1,7 @@
 """The core workloads as Kubernetes objects: the namespace, PgBouncer, Redis and PostgreSQL.
 
 Each object carries a file another target rendered (pgbouncer.ini, redis.conf, postgresql.conf),
-read through that target's pure `render(profile)`; this module only wraps them for the cluster.
+read from the config stage's parts (never rendered again); this module only wraps them for the cluster.
 No password appears here: Secrets are created by the Pulumi program from secret stack config;
 the objects below refer to them by name (profile.secrets) and key.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from . import pgbouncer, postgres, redis, units
-from .bundle import Finding, Part, Setting
-from .k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
-from .profile import Profile
+from .. import paths, units
+from ..bundle import Finding, Part, Parts, Setting
+from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
+from ..profile import Profile
+from . import disruption
 
 TARGET = "workloads"
 
@@ -61,14 +62,6 @@ def _setting(key: str, value: Any, text: str, rule: str, **inputs: Any) -> Setti
     return Setting(TARGET, key, value, text, rule, inputs)
 
 
-def quantity(num_bytes: int) -> str:
-    """Bytes -> a Kubernetes quantity in the largest binary unit that divides exactly (4Gi, 512Mi)."""
-    for unit, factor in (("Ti", units.TIB), ("Gi", units.GIB), ("Mi", units.MIB), ("Ki", units.KIB)):
-        if num_bytes != 0 and num_bytes % factor == 0:
-            return f"{num_bytes // factor}{unit}"
-    return str(num_bytes)
-
-
 def _round_up_gib(num_bytes: int) -> int:
     return -(-num_bytes // units.GIB) * units.GIB
 
@@ -112,11 +105,11 @@ def _tcp_probes(port_name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- pgbouncer
-def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
+def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     pb = profile.pgbouncer
-    ini = pgbouncer.render(profile).files["pgbouncer/pgbouncer.ini"]
+    ini = parts.pgbouncer.files[paths.PGBOUNCER_INI]
     data = {"pgbouncer.ini": ini}
-    config_dir = posixpath.dirname(pgbouncer.AUTH_FILE)
+    config_dir = posixpath.dirname(paths.PGBOUNCER_AUTH_FILE)
     secret = profile.secrets.postgres_password.secret
     container = {
         "name": "pgbouncer",
@@ -128,14 +121,15 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
         **_tcp_probes("pgbouncer"),
     }
-    volume = {"name": "config", "projected": {"sources": [
+    volume: dict[str, Any] = {"name": "config", "projected": {"sources": [
         {"configMap": {"name": "pgbouncer", "items": [{"key": "pgbouncer.ini", "path": "pgbouncer.ini"}]}},
-        {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(pgbouncer.AUTH_FILE)}]}},
+        {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(paths.PGBOUNCER_AUTH_FILE)}]}},
     ]}}
     if pb.client_tls:
-        volume["projected"]["sources"].append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
-            {"key": "tls.crt", "path": posixpath.basename(pgbouncer.TLS_CERT_FILE)},
-            {"key": "tls.key", "path": posixpath.basename(pgbouncer.TLS_KEY_FILE)}]}})
+        sources: list[dict[str, Any]] = volume["projected"]["sources"]
+        sources.append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
+            {"key": "tls.crt", "path": posixpath.basename(paths.PGBOUNCER_TLS_CERT_FILE)},
+            {"key": "tls.key", "path": posixpath.basename(paths.PGBOUNCER_TLS_KEY_FILE)}]}})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(profile, "pgbouncer", "pgbouncer"),
         "spec": {
@@ -143,7 +137,8 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
             "selector": {"matchLabels": _selector(profile, "pgbouncer")},
             # Never fewer pools than the profile sized the connections for while pods roll.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume]}),
+            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume],
+                                                                   "affinity": disruption.anti_affinity(profile, "pgbouncer")}),
         },
     }
     return [config_map(profile, "pgbouncer", "pgbouncer", data), deployment,
@@ -151,27 +146,28 @@ def pgbouncer_objects(profile: Profile) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- redis
-def redis_storage(profile: Profile) -> Setting | None:
+def redis_storage(profile: Profile, parts: Parts) -> Setting | None:
     if profile.redis.persistence == "none":
         return None
-    size = _round_up_gib(REDIS_STORAGE_FACTOR * redis.maxmemory_bytes(profile))
-    return _setting("redis.storage", size, quantity(size),
+    maxmemory = parts.redis.value("maxmemory")
+    size = _round_up_gib(REDIS_STORAGE_FACTOR * maxmemory)
+    return _setting("redis.storage", size, units.format_quantity(size),
                     f"{REDIS_STORAGE_FACTOR} x maxmemory, rounded up to GiB: a save or rewrite writes a new file "
-                    "beside the old one", maxmemory=units.format_size_human(redis.maxmemory_bytes(profile)),
+                    "beside the old one", maxmemory=units.format_size_human(maxmemory),
                     persistence=profile.redis.persistence)
 
 
 def redis_resources(profile: Profile) -> Setting:
     hw = profile.hardware.redis
-    resources = {"cpu": str(hw.cpus), "memory": quantity(hw.memory)}
+    resources = {"cpu": str(hw.cpus), "memory": units.format_quantity(hw.memory)}
     return _setting("redis.resources", resources, f"cpu={resources['cpu']}, memory={resources['memory']}",
                     "hardware.redis as requests and limits: a cache the node may not squeeze (Guaranteed QoS)",
                     cpus=hw.cpus, memory=units.format_size_human(hw.memory))
 
 
-def redis_objects(profile: Profile) -> list[dict[str, Any]]:
+def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     r = profile.redis
-    conf = redis.render(profile).files["redis/redis.conf"]
+    conf = parts.redis.files[paths.REDIS_CONF]
     data = {"redis.conf": conf}
     secret = profile.secrets.redis_password
     resources = redis_resources(profile).value
@@ -189,7 +185,7 @@ def redis_objects(profile: Profile) -> list[dict[str, Any]]:
         **_tcp_probes("redis"),
     }
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": "redis"}}]
-    storage = redis_storage(profile)
+    storage = redis_storage(profile, parts)
     spec: dict[str, Any] = {"replicas": 1, "selector": {"matchLabels": _selector(profile, "redis")}}
     if storage is None:
         # A cache without persistence: a Deployment; Recreate so two pods never share the name.
@@ -203,7 +199,8 @@ def redis_objects(profile: Profile) -> list[dict[str, Any]]:
             "metadata": {"name": "data", "labels": labels(profile, "redis")},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.text}}},
         }]
-    spec["template"] = _pod_template(profile, "redis", data, {"containers": [container], "volumes": volumes})
+    spec["template"] = _pod_template(profile, "redis", data, {"containers": [container], "volumes": volumes,
+                                                             "affinity": disruption.anti_affinity(profile, "redis")})
     workload = {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata(profile, "redis", "redis"), "spec": spec}
     return [config_map(profile, "redis", "redis", data), workload, _service(profile, "redis", "redis", r.port)]
 
@@ -212,19 +209,19 @@ def redis_objects(profile: Profile) -> list[dict[str, Any]]:
 def postgres_storage(profile: Profile) -> Setting:
     data_size = profile.hardware.postgres.data_size
     if data_size is None:
-        return _setting("postgres.storage", POSTGRES_DEFAULT_STORAGE, quantity(POSTGRES_DEFAULT_STORAGE),
+        return _setting("postgres.storage", POSTGRES_DEFAULT_STORAGE, units.format_quantity(POSTGRES_DEFAULT_STORAGE),
                         "no hardware.postgres.data_size: CloudNativePG volume of 10Gi")
     size = _round_up_gib(POSTGRES_STORAGE_FACTOR * data_size)
-    return _setting("postgres.storage", size, quantity(size),
+    return _setting("postgres.storage", size, units.format_quantity(size),
                     f"{POSTGRES_STORAGE_FACTOR} x hardware.postgres.data_size, rounded up to GiB: WAL, bloat and growth",
                     data_size=units.format_size_human(data_size))
 
 
-def cnpg_parameters(profile: Profile) -> tuple[dict[str, str], list[str]]:
+def cnpg_parameters(parts: Parts) -> tuple[dict[str, str], list[str]]:
     """Rendered PostgreSQL settings as CloudNativePG parameters, and the names the operator manages itself."""
     params: dict[str, str] = {}
     dropped: list[str] = []
-    for s in postgres.settings(profile):
+    for s in parts.postgres.settings:
         if s.key in CNPG_MANAGED:
             dropped.append(s.key)
         else:
@@ -232,15 +229,23 @@ def cnpg_parameters(profile: Profile) -> tuple[dict[str, str], list[str]]:
     return dict(sorted(params.items())), dropped
 
 
-def postgres_objects(profile: Profile) -> tuple[list[dict[str, Any]], list[Finding]]:
+def _pgvector_init(profile: Profile) -> dict[str, Any]:
+    """With vector.engine pgvector the application database gets the extension at bootstrap (CloudNativePG's
+    images ship pgvector); an external database gets it from vector/pgvector.sql."""
+    if profile.vector is None or profile.vector.engine != "pgvector":
+        return {}
+    return {"postInitApplicationSQL": ["CREATE EXTENSION IF NOT EXISTS vector"]}
+
+
+def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any]], list[Finding]]:
     if profile.kubernetes.postgres == "external":
-        files = postgres.render(profile).files
-        data = {"postgresql.conf": files["postgres/postgresql.conf"],
-                "alter_system.sql": files["postgres/alter_system.sql"]}
+        files = parts.postgres.files
+        data = {"postgresql.conf": files[paths.POSTGRESQL_CONF],
+                "alter_system.sql": files[paths.ALTER_SYSTEM_SQL]}
         return [config_map(profile, POSTGRES_SETTINGS_CONFIG_MAP, "postgres", data)], []
     hw = profile.hardware.postgres
-    params, dropped = cnpg_parameters(profile)
-    resources = {"memory": quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
+    params, dropped = cnpg_parameters(parts)
+    resources = {"memory": units.format_quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
     database = profile.pgbouncer.databases[0]
     cluster = {
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
@@ -253,7 +258,8 @@ def postgres_objects(profile: Profile) -> tuple[list[dict[str, Any]], list[Findi
             "storage": {"size": postgres_storage(profile).text},
             # The owner is PgBouncer's auth_user: the one role whose password is in its userlist.
             "bootstrap": {"initdb": {"database": database, "owner": profile.pgbouncer.auth_user,
-                                     "secret": {"name": profile.secrets.postgres_password.secret}}},
+                                     "secret": {"name": profile.secrets.postgres_password.secret},
+                                     **_pgvector_init(profile)}},
         },
     }
     objects = [cluster]
@@ -273,12 +279,15 @@ def postgres_objects(profile: Profile) -> tuple[list[dict[str, Any]], list[Findi
     return objects, warnings
 
 
-def render(profile: Profile) -> Part:
-    pg_objects, warnings = postgres_objects(profile)
+def render(profile: Profile, parts: Parts) -> Part:
+    pg_objects, warnings = postgres_objects(profile, parts)
     settings = [redis_resources(profile)]
-    if (storage := redis_storage(profile)) is not None:
+    if (storage := redis_storage(profile, parts)) is not None:
         settings.append(storage)
     if profile.kubernetes.postgres == "cloudnativepg":
         settings.append(postgres_storage(profile))
-    objects = [namespace(profile), *pgbouncer_objects(profile), *redis_objects(profile), *pg_objects]
+    # The Namespace is the stack's only when kubernetes.manage_namespace is on (it is then adopted, never deleted).
+    managed = [namespace(profile)] if profile.kubernetes.manage_namespace else []
+    objects = [*managed, *pgbouncer_objects(profile, parts), *redis_objects(profile, parts), *pg_objects,
+               *disruption.objects(profile)]
     return Part(settings=settings, objects=objects, warnings=warnings)

@@ -16,26 +16,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import units
-from .alerts import (
+from .. import units
+from ..bundle import Parts
+from ..profile import Profile, WorkerPool
+from .base import (
     RATE_WINDOW_MS,
     Alert,
     Proof,
-    _ceil_to,
-    _counter,
-    _gauge,
-    _horizon,
-    _samples,
-    _series,
-    _window,
+    ceil_to,
     count_proof,
+    counter_values,
+    gauge_values,
+    horizon,
     increase_proof,
     num,
     ratio_proof,
+    sample_count,
     selector,
+    series_of,
+    window,
 )
-from .dashboards import RATE, PanelSpec, p95, q
-from .profile import Profile, WorkerPool
 
 EXPORTER_INSTANCE = "celery-exporter:9808"
 
@@ -58,13 +58,13 @@ def wait_proof(length: tuple[str, dict[str, str]], received: tuple[str, dict[str
     until the window fills, so early evaluations see a longer wait: the slow drain (r = depth / 2 wait)
     holds from the first rate on; the fast one is fast enough even at the first rate."""
     def build(interval_ms: int) -> Proof:
-        n = _samples(interval_ms, _horizon(for_ms, interval_ms, _ceil_to(RATE_WINDOW_MS, interval_ms)))
+        n = sample_count(interval_ms, horizon(for_ms, interval_ms, ceil_to(RATE_WINDOW_MS, interval_ms)))
         step = interval_ms / 1000
         slow = depth / (2 * wait_s)
         fast = 2 * depth * (RATE_WINDOW_MS / interval_ms) / wait_s
-        length_series, received_series = _series(*length), _series(*received)
-        return Proof({length_series: _gauge(depth, n), received_series: _counter(slow * step, n)},
-                     {length_series: _gauge(depth, n), received_series: _counter(fast * step, n)},
+        length_series, received_series = series_of(*length), series_of(*received)
+        return Proof({length_series: gauge_values(depth, n), received_series: counter_values(slow * step, n)},
+                     {length_series: gauge_values(depth, n), received_series: counter_values(fast * step, n)},
                      interval_ms, out)
     return build
 
@@ -72,10 +72,10 @@ def wait_proof(length: tuple[str, dict[str, str]], received: tuple[str, dict[str
 def consumers_proof(length: tuple[str, dict[str, str]], workers: tuple[str, dict[str, str]],
                     out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
     def build(interval_ms: int) -> Proof:
-        n = _samples(interval_ms, _horizon(for_ms, interval_ms, 0))
-        length_series, workers_series = _series(*length), _series(*workers)
-        return Proof({length_series: _gauge(5, n), workers_series: _gauge(0, n)},
-                     {length_series: _gauge(5, n), workers_series: _gauge(1, n)}, 0, out)
+        n = sample_count(interval_ms, horizon(for_ms, interval_ms, 0))
+        length_series, workers_series = series_of(*length), series_of(*workers)
+        return Proof({length_series: gauge_values(5, n), workers_series: gauge_values(0, n)},
+                     {length_series: gauge_values(5, n), workers_series: gauge_values(1, n)}, 0, out)
     return build
 
 
@@ -85,7 +85,7 @@ def pool_alerts(profile: Profile, name: str, pool: WorkerPool) -> list[Alert]:
     series = {**ns, "job": profile.workers.exporter_job, "instance": EXPORTER_INSTANCE, "queue_name": pool.queues[0]}
     out = {"queue_name": pool.queues[0]}
     task = {**series, "name": "tasks.example", "hostname": f"{name}@worker"}
-    w = _window()
+    w = window()
     p = camel(name)
     by = "sum by (queue_name)"
     length = f"{by} ({selector('celery_queue_length', ns, queues)})"
@@ -142,33 +142,7 @@ def pool_alerts(profile: Profile, name: str, pool: WorkerPool) -> list[Alert]:
     ]
 
 
-def worker_alerts(profile: Profile) -> list[Alert]:
+def worker_alerts(profile: Profile, parts: Parts) -> list[Alert]:
     if profile.workers is None:
         return []
     return [alert for name, pool in profile.workers.pools.items() for alert in pool_alerts(profile, name, pool)]
-
-
-def worker_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
-    if profile.workers is None:
-        return []
-    panels = []
-    for name, pool in profile.workers.pools.items():
-        p = camel(name)
-        sel = f'namespace="$namespace", queue_name=~"{"|".join(pool.queues)}"'
-        panels += [
-            PanelSpec(f"{name}: jobs waiting", "short",
-                      (q(f"sum by (queue_name) (celery_queue_length{{{sel}}})", "{{queue_name}}"),),
-                      limits.get(f"Worker{p}QueueBacklog"), f"alert Worker{p}QueueBacklog"),
-            PanelSpec(f"{name}: time to drain the queue", "s", (q(
-                f"sum by (queue_name) (celery_queue_length{{{sel}}}) / "
-                f"sum by (queue_name) (rate(celery_task_received_total{{{sel}}}[{RATE}]))", "{{queue_name}}"),),
-                limits.get(f"Worker{p}QueueWaitHigh"), f"alert Worker{p}QueueWaitHigh (max_queue_wait)"),
-            PanelSpec(f"{name}: workers consuming", "short",
-                      (q(f"sum by (queue_name) (celery_active_worker_count{{{sel}}})", "{{queue_name}}"),)),
-            PanelSpec(f"{name}: tasks per second", "ops", tuple(
-                q(f"sum(rate(celery_task_{state}_total{{{sel}}}[{RATE}]))", state)
-                for state in ("received", "succeeded", "retried", "failed"))),
-            PanelSpec(f"{name}: p95 task runtime", "s", (q(p95("celery_task_runtime", sel), "p95"),),
-                      pool.time_limit / 1000, f"workers.pools.{name}.time_limit"),
-        ]
-    return panels

@@ -1,0 +1,25 @@
+"""Every file path perfstack writes or mounts, as shared constants (one spelling each).
+
+Rendered files are relative to the output folder (`rendered/ENV/`); mount paths are inside the pods.
+"""
+
+from __future__ import annotations
+
+# Rendered files
+POSTGRESQL_CONF = "postgres/postgresql.conf"
+ALTER_SYSTEM_SQL = "postgres/alter_system.sql"
+PGBOUNCER_INI = "pgbouncer/pgbouncer.ini"
+REDIS_CONF = "redis/redis.conf"
+VLLM_ARGS = "llm/vllm.args"
+OLLAMA_ENV = "llm/ollama.env"
+APP_ENV = "app/performance.env"
+ADAPTER_RULES = "autoscaling/prometheus-adapter-rules.yaml"
+ALERT_RULES = "prometheus/alerts.yaml"
+ALERT_TESTS = "prometheus/alerts_test.yaml"
+EXPLAIN = "explain.json"
+KUBERNETES_DIR = "kubernetes"
+
+# Mounted in the PgBouncer pod from Secrets (never rendered)
+PGBOUNCER_AUTH_FILE = "/etc/pgbouncer/userlist.txt"
+PGBOUNCER_TLS_CERT_FILE = "/etc/pgbouncer/tls.crt"  # from the kubernetes.io/tls Secret secrets.pgbouncer_tls
+PGBOUNCER_TLS_KEY_FILE = "/etc/pgbouncer/tls.key"

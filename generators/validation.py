@@ -1,0 +1,270 @@
+"""The one validation boundary: a profile file becomes a validated Profile here, or a ProfileError.
+
+Loading validates once, in this order: literal secrets (refused first, so no later message echoes a
+credential), `postgres.settings` names, versions and managed values, then the model's types. Every
+problem is `file:line:col: key: message`, located by `Source.problem` (the one locator).
+profile.py holds the model only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Problem, ProfileError
+from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
+from .pgversions import NEWEST, OLDEST, version_problem
+from .postgres import MANAGED_KINDS, parse_override
+from .profile import Postgres, Profile
+
+# ---------------------------------------------------------------- literal secrets
+# Parts of a key name (split on _ - .) that mean "this value is a credential", and credential-shaped
+# names ("token" alone is too common: llm_time_to_first_token_p95 is a latency).
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "apikey", "credential",
+                          "credentials", "requirepass", "masterauth"})
+SECRET_NAME = re.compile(r"(^|[_-])(api|private|access|secret|signing|encryption)[_-]?key$"
+                         r"|(^|[_-])((api|auth|access|bearer|refresh|session|client|hf|github|gitlab|slack|openai)[_-]?)?token$")
+# PostgreSQL parameters named after passwords that hold none.
+NOT_SECRETS = frozenset({"password_encryption", "ssl_passphrase_command_supports_reload"})
+# Values that carry a credential inside them: a URL with user:password@, or libpq's password=.
+URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
+KEYWORD_PASSWORD = re.compile(r"(^|[\s;,])(password|passwd|requirepass|masterauth)\s*[=:]\s*\S", re.IGNORECASE)
+
+HOW_TO_REFERENCE = (
+    "secrets are never written in a profile: reference a Kubernetes Secret instead, e.g. "
+    "`secrets: {postgres_password: {secret: postgres-credentials, key: password}}`, and set its value "
+    "as Pulumi secret config (`pulumi config set --secret perfstack:postgresPassword`)")
+
+
+def _secret_key(name: str) -> bool:
+    lowered = name.lower()
+    if lowered in NOT_SECRETS:
+        return False
+    return bool(SECRET_WORDS.intersection(re.split(r"[_\-.\s]+", lowered)) or SECRET_NAME.search(lowered))
+
+
+def _secret_value(value: str) -> bool:
+    return bool(URL_WITH_PASSWORD.search(value) or KEYWORD_PASSWORD.search(value))
+
+
+def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, path + (index,))
+
+
+def literal_secrets(source: Source) -> list[Problem]:
+    """Every place a profile writes a credential as a value (outside `secrets:`, which only names Secrets)."""
+    problems = []
+    for path, value in _walk(source.data, ()):
+        if not path or path[0] == "secrets":
+            continue
+        name = path[-1]
+        if (isinstance(name, str) and _secret_key(name) and not isinstance(value, (dict, list, bool))
+                and value not in ("", None)):
+            what = f"'{name}' holds a literal credential"
+        elif isinstance(value, str) and _secret_value(value):
+            what = "this value embeds a password (user:password@ in a URL, or password=)"
+        else:
+            continue
+        problems.append(source.problem([dotted(path)], f"{what}; {HOW_TO_REFERENCE}"))
+    return problems
+
+
+# ---------------------------------------------------------------- loading
+@cache
+def known_postgres_parameters() -> frozenset[str]:
+    text = resources.files("generators").joinpath("data/postgres_parameters.txt").read_text()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that owns the mapping at `path` (for did-you-mean suggestions)."""
+    model: Any = Profile
+    parts = iter(path)
+    for part in parts:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(part, str):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _unwrap(field.annotation)
+        if getattr(field.annotation, "__origin__", None) is dict:
+            next(parts, None)  # a mapping of named models (workers.pools): the next part is a name
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def _problem_for(error: Any, source: Source) -> Problem:
+    # pydantic puts union members and validator wrappers ('int', 'function-after[...]') in loc: drop them.
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and (
+        "[" in part or part.startswith("function-")
+        or part in ("int", "float", "str", "bool", "dict", "constrained-str"))))
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(parent.model_fields) if parent else []
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        message = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else f"; expected one of: {', '.join(known)}")
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        hint = difflib.get_close_matches(str(error.get("input")), choices, n=1)
+        message = f"{message}, got {error.get('input')!r}" + (f"; did you mean '{hint[0]}'?" if hint else "")
+    elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
+        message = f"{message} (got {error['input']!r})"
+    if loc == ("environment",) and "environment" not in source.data:
+        message = (f"defaults to the file name {error.get('input')!r}, which is not a valid environment name "
+                   "(lower-case letters, digits and '-'): set `environment:` in the profile or rename the file")
+    return source.problem_at(loc, message)
+
+
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _check_postgres_settings(source: Source) -> list[Problem]:
+    settings = source.data.get("postgres", {}).get("settings") if isinstance(source.data.get("postgres"), dict) else None
+    if not isinstance(settings, dict):
+        return []
+    known = known_postgres_parameters()
+    problems = []
+    seen: dict[str, str] = {}
+    for name, value in settings.items():
+        key = f"postgres.settings.{name}"
+        lowered = name.lower() if isinstance(name, str) else ""
+        if not isinstance(name, str) or not _PARAMETER_NAME.fullmatch(name):
+            problems.append(source.problem([key], "not a PostgreSQL parameter name (letters, digits and _, or "
+                                           "extension.name)"))
+        elif lowered in seen:
+            problems.append(source.problem([key], f"the same parameter as postgres.settings.{seen[lowered]} "
+                                           "(PostgreSQL names are case-insensitive): give it once"))
+        elif lowered in known and (why := _version_problem(name, source)) is not None:
+            problems.append(source.problem([key], f"{why}; remove the override or change postgres.version"))
+        elif lowered not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
+            hint = difflib.get_close_matches(lowered, sorted(known), n=1)
+            problems.append(source.problem([key], "unknown PostgreSQL parameter"
+                                           + (f"; did you mean '{hint[0]}'?" if hint else "")))
+        elif lowered in MANAGED_KINDS and isinstance(value, (str, int, float, bool)):
+            try:
+                parse_override(lowered, value)
+            except ValueError as exc:
+                problems.append(source.problem([key], str(exc)))
+        if isinstance(name, str):
+            seen.setdefault(lowered, name)
+    return problems
+
+
+def _version_problem(name: str, source: Source) -> str | None:
+    version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
+    if not isinstance(version, int) or isinstance(version, bool) or not OLDEST <= version <= NEWEST:
+        return None  # the model reports a bad version itself
+    return version_problem(name.lower(), version)
+
+
+def _identity_problems(source: Source, file_name: str) -> list[Problem]:
+    """Every profile writes its own namespace, one that extends another also its own environment (never
+    another environment's identity), and every profile is named after its environment unless it says otherwise.
+    A profile without a parent may leave `environment` to its file name."""
+    leaf = source.files[-1] if source.files else "<profile>"
+    problems = []
+    for key in ("environment", "namespace") if len(source.files) > 1 else ("namespace",):
+        where = source.locations.get((key,))
+        if where is None or where.file != leaf:
+            inherited = f" instead of inheriting {source.data[key]!r} from {where.file}" if where else ""
+            problems.append(Problem(
+                message=f"a deployed profile sets its own {key}{inherited}; a profile that only holds shared "
+                        "values says `abstract: true`", file=leaf, line=1, key=key))
+    env, where = source.data.get("environment"), source.locations.get(("environment",))
+    stated = source.data.get("environment_matches_file_name", True)
+    if isinstance(stated, bool) and stated and where is not None and where.file == leaf and isinstance(env, str) \
+            and env != file_name:
+        problems.append(Problem(
+            message=f"environment {env!r} differs from the file name {file_name!r}: rename the file to {env}.yaml, "
+                    "or state `environment_matches_file_name: false`", file=leaf, line=where.line,
+            column=where.column, key="environment"))
+    for key in NOT_INHERITED:
+        if key in source.data and not isinstance(source.data[key], bool):
+            where = source.locations.get((key,))
+            problems.append(Problem(message=f"must be true or false (got {source.data[key]!r})", file=leaf,
+                                    line=where.line if where else 1, column=where.column if where else None,
+                                    key=key))
+    return problems
+
+
+def profile_from_source(source: Source, default_environment: str) -> Profile:
+    data = dict(source.data)
+    if data.pop("abstract", False) is True:
+        where = source.locations.get(("abstract",))
+        raise ProfileError([Problem(
+            message="this profile is abstract (shared values only): render or deploy a profile that extends it",
+            file=source.files[-1] if source.files else "<profile>", line=where.line if where else 1,
+            column=where.column if where else None, key="abstract")])
+    data.pop("environment_matches_file_name", None)
+    data.setdefault("environment", default_environment)
+    if secrets := literal_secrets(source):
+        raise ProfileError(secrets)
+    problems = _check_postgres_settings(source)
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = _merge_alternatives([_problem_for(error, source) for error in exc.errors()]) + problems
+        raise ProfileError(_in_reading_order(problems, source)) from None
+    if problems:
+        raise ProfileError(_in_reading_order(problems, source))
+    if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
+        raise ProfileError(_in_reading_order(identity, source))
+    return profile
+
+
+def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
+    """A value that fits no member of a union gives one error per member: say it once, as alternatives."""
+    groups: dict[tuple[str, int | None, int | None, str], list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault((problem.file, problem.line, problem.column, problem.key), []).append(problem)
+    merged = []
+    for same in groups.values():
+        texts = list(dict.fromkeys(p.message for p in same))
+        if len(texts) == 1:
+            merged.append(same[0])
+            continue
+        got = re.search(r" \(got .*\)$", texts[0])
+        suffix = got.group(0) if got and all(t.endswith(got.group(0)) for t in texts) else ""
+        # "Input should be a valid integer, unable to parse string as an integer (got 'x')" -> "a valid integer"
+        parts = [re.sub(r", unable to .*$", "", t.removesuffix(suffix)) for t in texts]
+        parts = [parts[0]] + [part.removeprefix("Input should be ") for part in parts[1:]]
+        merged.append(Problem(" or ".join(parts) + suffix, same[0].file, same[0].line, same[0].column, same[0].key))
+    return merged
+
+
+def _in_reading_order(problems: list[Problem], source: Source) -> list[Problem]:
+    """Parent files first (the order extends reads them), then by line and column."""
+    order = {name: index for index, name in enumerate(source.files)}
+    return sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.line or 0, p.column or 0))
+
+
+def load_profile(name: str, profiles_dir: Path = Path("profiles")) -> tuple[Profile, Source]:
+    """ENV name or path -> validated Profile and its Source (for locations in later checks)."""
+    path = resolve_profile_path(name, profiles_dir)
+    source = load_source(path)
+    return profile_from_source(source, path.stem), source
+
+
