@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import margins as margins_
 from . import units
-from .bundle import Finding, Parts
+from .bundle import Finding, Part, Parts
 from .checks_workers import WORKER_CHECKS
 from .profile import Profile
 
@@ -68,16 +68,44 @@ def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
 PG_AUTOVACUUM_DEFAULT_WORKERS = 3  # PostgreSQL's autovacuum_max_workers default
 
 
+@dataclass(frozen=True)
+class PostgresMemory:
+    """PostgreSQL's memory budget terms, in kB, as rendered."""
+
+    shared: int
+    work: int
+    maint: int
+    workers: int  # autovacuum workers
+    av: int  # autovacuum_work_mem of each (maintenance_work_mem when -1 or not rendered)
+    conns: int
+
+    @property
+    def fixed(self) -> int:
+        """What does not grow with connections: shared_buffers, maintenance and the autovacuum workers."""
+        return self.shared + self.maint + self.workers * self.av
+
+    @property
+    def used(self) -> int:
+        return self.fixed + self.work * self.conns
+
+
+def postgres_memory(pg: Part) -> PostgresMemory:
+    maint = pg.value("maintenance_work_mem")
+    workers = pg.get("autovacuum_max_workers")
+    av = pg.get("autovacuum_work_mem")
+    return PostgresMemory(shared=pg.value("shared_buffers"), work=pg.value("work_mem"), maint=maint,
+                          workers=workers.value if workers else PG_AUTOVACUUM_DEFAULT_WORKERS,
+                          av=av.value if av is not None and av.value != -1 else maint,
+                          conns=pg.value("max_connections"))
+
+
 def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
     pg = parts.postgres
     memory_kb = profile.hardware.postgres.memory // 1024
-    shared, work, maint = pg.value("shared_buffers"), pg.value("work_mem"), pg.value("maintenance_work_mem")
-    conns = pg.value("max_connections")
-    workers_setting = pg.get("autovacuum_max_workers")
-    workers = workers_setting.value if workers_setting else PG_AUTOVACUUM_DEFAULT_WORKERS
-    av_setting = pg.get("autovacuum_work_mem")
-    av = av_setting.value if av_setting and av_setting.value != -1 else maint
-    used = shared + work * conns + maint + workers * av
+    budget = postgres_memory(pg)
+    shared, work, maint, workers, av, conns = (budget.shared, budget.work, budget.maint, budget.workers, budget.av,
+                                               budget.conns)
+    used = budget.used
     if used <= memory_kb:
         return []
     counted = [pg.setting(k) for k in ("shared_buffers", "work_mem", "max_connections", "maintenance_work_mem")]

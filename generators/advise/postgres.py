@@ -373,17 +373,12 @@ def work_mem_findings(stats: PgStats, profile: Profile) -> list[Finding]:
 def _connections_for_work_mem(profile: Profile, work_mem_kb: int) -> list[Edit]:
     """A larger work_mem x max_connections may not fit the host (checks.postgres_fits_memory): the
     max_connections that fits it with the new work_mem, when that still covers PgBouncer's pools."""
+    from ..checks import postgres_memory
     from ..render import config_parts
 
     parts = config_parts(profile)
     pg = parts.postgres
-    maint = pg.value("maintenance_work_mem")
-    workers = pg.get("autovacuum_max_workers")
-    av = pg.get("autovacuum_work_mem")
-    av_kb = av.value if av is not None and av.value != -1 else maint
-    spare = profile.hardware.postgres.memory // 1024 - pg.value("shared_buffers") - maint - \
-        (workers.value if workers else 3) * av_kb
-    fits = spare // work_mem_kb
+    fits = (profile.hardware.postgres.memory // 1024 - postgres_memory(pg).fixed) // work_mem_kb
     needed = parts.pgbouncer.derived["server_connections"] + pg.value("superuser_reserved_connections")
     current = pg.value("max_connections")
     if fits >= current or fits < needed:
