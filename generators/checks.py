@@ -201,53 +201,116 @@ def llm_kv_cache_dtype_supported(profile: Profile, parts: Parts) -> list[Finding
 def llm_tensor_parallel_fits_heads(profile: Profile, parts: Parts) -> list[Finding]:
     if profile.llm is None or profile.hardware.gpu is None or profile.llm.server != "vllm":
         return []
-    tp, heads = profile.hardware.gpu.count, profile.llm.model.kv_heads
+    tp, heads = profile.hardware.gpu.count, parts.llm.derived["kv_heads"]
     if heads % tp == 0 or tp % heads == 0:
         return []
     return [Finding("llm_tensor_parallel_fits_heads",
-                    f"vLLM splits the model's kv_heads {heads} across tensor-parallel size {tp} "
-                    f"(hardware.gpu.count): one must divide the other ({heads} % {tp} = {heads % tp}, "
-                    f"{tp} % {heads} = {tp % heads})", "error", ("hardware.gpu.count", "llm.model.kv_heads"))]
+                    f"vLLM splits the model's kv_heads {heads} ({profile.llm.model.name}) across tensor-parallel size "
+                    f"{tp} (hardware.gpu.count): one must divide the other ({heads} % {tp} = {heads % tp}, "
+                    f"{tp} % {heads} = {tp % heads})", "error", ("hardware.gpu.count", "llm.model.name"))]
 
 
 def llm_fits_gpu(profile: Profile, parts: Parts) -> list[Finding]:
-    if profile.llm is None or profile.hardware.gpu is None:
+    """vLLM refuses to start when one sequence of max_model_len does not fit in the KV cache it can allocate."""
+    if profile.llm is None or profile.hardware.gpu is None or profile.llm.server != "vllm":
         return []
     b = parts.llm.derived["gpu_budget"]
-    left = (f"gpu_memory_utilization {b.utilization:g} x {human(b.gpu_memory)} x {b.gpu_count} GPU(s) = "
-            f"{human(b.budget)} - weights {human(b.weights)} - activation reserve {human(b.activation_reserve)} "
-            f"leaves {human(b.kv_cache_bytes)} ({b.kv_cache_bytes} bytes) = {b.kv_cache_tokens} tokens at "
-            f"{b.kv_bytes_per_token} bytes per token")
-    one = b.max_model_len * b.kv_bytes_per_token
-    if b.kv_cache_tokens < b.max_model_len:
-        return [Finding(
+    left = (f"per GPU gpu_memory_utilization {b.utilization:g} x torch-visible {human(b.gpu_memory)} = "
+            f"{human(b.requested)} - weights {human(b.weights)} - activation peak {human(b.torch_peak)} - non-torch "
+            f"{human(b.non_torch)} leaves {human(b.kv_cache_bytes)} ({b.kv_cache_tokens} tokens)")
+    found = []
+    if b.outside_share < b.outside_needed:
+        found.append(Finding(
             "llm_fits_gpu",
-            f"one sequence of llm.max_model_len {b.max_model_len} tokens needs {human(one)} ({one} bytes) of KV "
-            f"cache but {left}: {profile.llm.server} would refuse to start",
-            "error", ("llm.max_model_len", "llm.gpu_memory_utilization"))]
-    if b.tokens_wanted <= b.kv_cache_tokens:
+            f"llm.gpu_memory_utilization {b.utilization:g} leaves {human(b.outside_share)} of each GPU outside vLLM's "
+            f"share, below the {human(b.outside_needed)} the CUDA context and CUDA graphs take there: vLLM would run out "
+            "of memory capturing CUDA graphs", "error", ("llm.gpu_memory_utilization",)))
+    if b.kv_cache_bytes < b.bytes_per_sequence:
+        found.append(Finding(
+            "llm_fits_gpu",
+            f"one sequence of llm.max_model_len {b.max_model_len} tokens needs {human(b.bytes_per_sequence)} of KV "
+            f"cache per GPU but {left}: vLLM would refuse to start", "error",
+            ("llm.max_model_len", "llm.gpu_memory_utilization")))
+    elif b.concurrency < b.max_num_seqs:
+        found.append(Finding(
+            "llm_fits_gpu",
+            f"llm.max_num_seqs {b.max_num_seqs} sequences of max_model_len {b.max_model_len} need "
+            f"{human(b.max_num_seqs * b.bytes_per_sequence)} of KV cache per GPU but {left}: {b.concurrency} "
+            "sequences of full length fit at once, longer batches wait or are preempted",
+            "warning", ("llm.max_num_seqs",)))
+    return found
+
+
+def llm_ollama_fits_gpu(profile: Profile, parts: Parts) -> list[Finding]:
+    """Ollama reserves NUM_PARALLEL x CONTEXT of KV up front; what does not fit runs on the CPU, layer by layer."""
+    if profile.llm is None or profile.hardware.gpu is None or profile.llm.server != "ollama":
         return []
-    wanted = b.tokens_wanted * b.kv_bytes_per_token
+    o = parts.llm.derived["ollama_budget"]
+    if o.layers_on_cpu == 0:
+        return []
     return [Finding(
-        "llm_fits_gpu",
-        f"llm.max_num_seqs {b.max_num_seqs} x max_model_len {b.max_model_len} = {b.tokens_wanted} tokens need "
-        f"{human(wanted)} of KV cache but {left}: {b.concurrency} sequences of full length fit at once, "
-        "longer batches wait or are preempted",
-        "warning", ("llm.max_num_seqs",))]
+        "llm_ollama_fits_gpu",
+        f"Ollama reserves OLLAMA_NUM_PARALLEL {profile.llm.max_num_seqs} x OLLAMA_CONTEXT_LENGTH "
+        f"{profile.llm.max_model_len} tokens of KV cache ({human(o.kv_reserved)}) up front: with the weights "
+        f"({human(o.weights)}) only {o.layers_on_gpu} of {o.layers} layers fit in {human(o.available)} of GPU memory, "
+        f"{o.layers_on_cpu} run on the CPU (many times slower); lower llm.max_num_seqs or llm.max_model_len",
+        "error" if o.layers_on_gpu == 0 else "warning", ("llm.max_num_seqs", "llm.max_model_len"))]
 
 
-def llm_scale_down_covers_keep_alive(profile: Profile, parts: Parts) -> list[Finding]:
-    if profile.llm is None:
+def llm_quantized_kv_needs_flash_attention(profile: Profile, parts: Parts) -> list[Finding]:
+    if (profile.llm is None or profile.llm.server != "ollama" or profile.llm.flash_attention
+            or profile.llm.kv_cache_dtype not in ("q8_0", "q4_0")):
+        return []
+    return [Finding(
+        "llm_quantized_kv_needs_flash_attention",
+        f"llm.kv_cache_dtype {profile.llm.kv_cache_dtype} needs llm.flash_attention: without it Ollama silently "
+        "keeps an f16 KV cache (twice or four times the memory sized here)",
+        "error", ("llm.flash_attention", "llm.kv_cache_dtype"))]
+
+
+def llm_gated_model_has_token(profile: Profile, parts: Parts) -> list[Finding]:
+    if profile.llm is None or profile.llm.server != "vllm" or not parts.llm.derived.get("gated"):
+        return []
+    if profile.secrets.hf_token is not None:
+        return []
+    return [Finding(
+        "llm_gated_model_has_token",
+        f"{profile.llm.model.name} is gated on Hugging Face: vLLM cannot download it without a token; reference the "
+        "Secret that holds one: `secrets: {hf_token: {secret: hf-token, key: HF_TOKEN}}`",
+        "error", ("secrets.hf_token", "llm.model.name"))]
+
+
+def llm_scale_down_covers_load_time(profile: Profile, parts: Parts) -> list[Finding]:
+    """A pod removed in a dip costs a cold start to bring back: the scale-down window must outlast one."""
+    if not profile.llm_autoscaled() or profile.autoscaling.llm.max_replicas <= profile.autoscaling.llm.min_replicas:
         return []
     stabilization = profile.autoscaling.llm.scale_down_stabilization
-    keep_alive = profile.llm.keep_alive
-    if stabilization >= keep_alive:
+    load_time = parts.llm.derived["load_time"]
+    if stabilization >= load_time:
         return []
     return [Finding(
-        "llm_scale_down_covers_keep_alive",
-        f"autoscaling.llm.scale_down_stabilization {units.format_duration_or_unbounded(stabilization)} ({stabilization} ms) is shorter than "
-        f"llm.keep_alive {units.format_duration_or_unbounded(keep_alive)} ({keep_alive} ms): a model would be unloaded and reloaded in a loop",
-        "error", ("autoscaling.llm.scale_down_stabilization", "llm.keep_alive"))]
+        "llm_scale_down_covers_load_time",
+        f"autoscaling.llm.scale_down_stabilization {units.format_duration_or_unbounded(stabilization)} "
+        f"({stabilization} ms) is shorter than llm.load_time {units.format_duration(load_time)} ({load_time} ms): a "
+        "pod removed in a dip takes a whole cold start to come back, and the fleet flaps",
+        "error", ("autoscaling.llm.scale_down_stabilization", "llm.load_time"))]
+
+
+def llm_scale_to_zero(profile: Profile, parts: Parts) -> list[Finding]:
+    if profile.llm is None or profile.autoscaling.llm.min_replicas != 0:
+        return []
+    if not profile.llm_autoscaled() or profile.autoscaling.llm.scaler != "keda":
+        return [Finding("llm_scale_to_zero", "autoscaling.llm.min_replicas 0 (scale to zero) needs "
+                        "autoscaling.llm.scaler keda and a vLLM server: an HPA never scales to zero",
+                        "error", ("autoscaling.llm.min_replicas", "autoscaling.llm.scaler"))]
+    load_time = parts.llm.derived["load_time"]
+    if profile.llm.request_timeout >= load_time + profile.slo.llm_latency_p95:
+        return []
+    return [Finding(
+        "llm_scale_to_zero",
+        f"at zero replicas the first LLM call waits for a cold start (llm.load_time {units.format_duration(load_time)})"
+        f" but llm.request_timeout is {units.format_duration(profile.llm.request_timeout)}: those calls fail",
+        "warning", ("autoscaling.llm.min_replicas", "llm.request_timeout"))]
 
 
 def llm_startup_covers_load_time(profile: Profile, parts: Parts) -> list[Finding]:
@@ -255,15 +318,24 @@ def llm_startup_covers_load_time(profile: Profile, parts: Parts) -> list[Finding
         return []
     probe = parts.llm.derived["startup_probe"]
     budget = probe["failureThreshold"] * probe["periodSeconds"] * 1000
-    load_time = profile.llm.load_time
-    if budget >= load_time:
-        return []
-    return [Finding(
-        "llm_startup_covers_load_time",
-        f"the LLM startup probe allows failureThreshold {probe['failureThreshold']} x periodSeconds "
-        f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {units.format_duration_or_unbounded(load_time)} "
-        f"({load_time / 1000:g}s): Kubernetes would restart the pod before the model loads",
-        "error", ("llm.startup_timeout", "llm.load_time"))]
+    load_time = parts.llm.derived["load_time"]
+    found = []
+    if budget < load_time:
+        found.append(Finding(
+            "llm_startup_covers_load_time",
+            f"the LLM startup probe allows failureThreshold {probe['failureThreshold']} x periodSeconds "
+            f"{probe['periodSeconds']} = {budget // 1000}s but llm.load_time is {units.format_duration(load_time)} "
+            f"({load_time / 1000:g}s): Kubernetes would restart the pod before the model loads",
+            "error", ("llm.startup_timeout", "llm.load_time")))
+    cold = parts.llm.derived["cold_start"]
+    if profile.llm.load_time is not None and load_time < cold:
+        found.append(Finding(
+            "llm_startup_covers_load_time",
+            f"llm.load_time {units.format_duration(load_time)} is below a cold start of {units.format_duration(cold)} "
+            f"(image pull and weight download at llm.download_bandwidth, load, engine start): on a new node the "
+            "startup probe and the autoscaler's timing would be short",
+            "warning", ("llm.load_time", "llm.download_bandwidth")))
+    return found
 
 
 def llm_autoscaling_has_metric(profile: Profile, parts: Parts) -> list[Finding]:
@@ -273,8 +345,8 @@ def llm_autoscaling_has_metric(profile: Profile, parts: Parts) -> list[Finding]:
     return [Finding(
         "llm_autoscaling_has_metric",
         f"Ollama exports no Prometheus metrics, so autoscaling.llm (min {scaling.min_replicas}, max "
-        f"{scaling.max_replicas}) cannot scale on {scaling.metric}: no autoscaler is rendered and the server "
-        f"runs {scaling.min_replicas} replica(s)",
+        f"{scaling.max_replicas}) cannot scale on {scaling.signal}: no autoscaler is rendered and the server "
+        f"runs {max(1, scaling.min_replicas)} replica(s)",
         "warning", ("autoscaling.llm.max_replicas", "llm.server"))]
 
 
@@ -290,8 +362,6 @@ def hpa_stabilization_within_limit(profile: Profile, parts: Parts) -> list[Findi
                 "hpa_stabilization_within_limit",
                 f"autoscaling.{name}.scale_down_stabilization {units.format_duration_or_unbounded(window)} ({window // 1000}s) exceeds the "
                 f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s"
-                + (" (with llm.keep_alive above 1h, keep autoscaling.llm.max_replicas at min_replicas)"
-                   if name == "llm" else ""),
                 "error", (f"autoscaling.{name}.scale_down_stabilization",)))
     return found
 
@@ -378,7 +448,8 @@ CHECKS: list[Check] = [
     pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
-    llm_scale_down_covers_keep_alive, llm_startup_covers_load_time, llm_autoscaling_has_metric,
+    llm_ollama_fits_gpu, llm_quantized_kv_needs_flash_attention, llm_gated_model_has_token,
+    llm_scale_down_covers_load_time, llm_scale_to_zero, llm_startup_covers_load_time, llm_autoscaling_has_metric,
     hpa_stabilization_within_limit, timeouts_nest,
     *WORKER_CHECKS,
 ]

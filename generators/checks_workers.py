@@ -131,7 +131,7 @@ def queue_redis_keeps_jobs(profile: Profile, parts: Parts) -> list[Finding]:
 def llm_replicas(profile: Profile) -> int:
     """The most LLM server replicas there will be: max_replicas where it is autoscaled (vLLM), else min."""
     scaling = profile.autoscaling.llm
-    return scaling.max_replicas if profile.llm_autoscaled() else scaling.min_replicas
+    return scaling.max_replicas if profile.llm_autoscaled() else max(1, scaling.min_replicas)
 
 
 def workers_fit_llm(profile: Profile, parts: Parts) -> list[Finding]:

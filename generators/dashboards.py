@@ -205,12 +205,12 @@ def llm_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
             PanelSpec("Probe duration", "s", (q(f"probe_duration_seconds{{{job}}}", "{{instance}}"),)),
             client,
         ]
-    metric = profile.autoscaling.llm.metric
+    metric = "vllm:num_requests_waiting"
     return [
         PanelSpec("Requests waiting and running", "short", (
             q(f"sum by (model_name) ({metric}{{{NS}}})", f"{metric} {{{{model_name}}}}"),
             q(f"sum by (model_name) (vllm:num_requests_running{{{NS}}})", "running {{model_name}}")),
-            limits.get("LlmQueueSaturated"), "alert LlmQueueSaturated (autoscaling target x max replicas)"),
+            limits.get("LlmQueueSaturated"), "alert LlmQueueSaturated (max_num_seqs x max replicas)"),
         PanelSpec("KV cache usage", "percentunit", (
             q(f"max by (instance) (vllm:kv_cache_usage_perc{{{NS}}})", "{{instance}}"),),
             limits.get("LlmKvCacheHigh"), "alert LlmKvCacheHigh"),

@@ -104,18 +104,21 @@ def margins(profile: Profile, parts: Parts) -> list[Margin]:
                         profile.hardware.redis.memory * num // den, "bytes",
                         ("redis.maxmemory", "hardware.redis.memory", "redis.persistence")))
     if profile.llm is not None and profile.hardware.gpu is not None:
-        b = parts.llm.derived["gpu_budget"]
-        found.append(Margin("llm_fits_gpu", "KV-cache tokens", b.tokens_wanted, b.kv_cache_tokens, "tokens",
-                            ("llm.max_num_seqs", "llm.max_model_len", "llm.gpu_memory_utilization",
-                             "hardware.gpu.memory")))
+        if "gpu_budget" in parts.llm.derived:
+            b = parts.llm.derived["gpu_budget"]
+            found.append(Margin("llm_fits_gpu", "KV-cache per GPU", b.max_num_seqs * b.bytes_per_sequence,
+                                b.kv_cache_bytes, "bytes",
+                                ("llm.max_num_seqs", "llm.max_model_len", "llm.gpu_memory_utilization",
+                                 "hardware.gpu.memory")))
         probe = parts.llm.derived["startup_probe"]
-        found.append(Margin("llm_startup_covers_load_time", "LLM startup probe", profile.llm.load_time,
+        load_time = parts.llm.derived["load_time"]
+        found.append(Margin("llm_startup_covers_load_time", "LLM startup probe", load_time,
                             probe["failureThreshold"] * probe["periodSeconds"] * 1000, "ms",
                             ("llm.load_time", "llm.startup_timeout")))
-    if profile.llm is not None:
-        found.append(Margin("llm_scale_down_covers_keep_alive", "LLM scale-down stabilization",
-                            profile.llm.keep_alive, profile.autoscaling.llm.scale_down_stabilization, "ms",
-                            ("llm.keep_alive", "autoscaling.llm.scale_down_stabilization")))
+        if profile.llm_autoscaled():
+            found.append(Margin("llm_scale_down_covers_load_time", "LLM scale-down stabilization", load_time,
+                                profile.autoscaling.llm.scale_down_stabilization, "ms",
+                                ("llm.load_time", "autoscaling.llm.scale_down_stabilization")))
     for name in ("api", "llm"):
         found.append(Margin("hpa_stabilization_within_limit", f"{name} HPA stabilization window",
                             getattr(profile.autoscaling, name).scale_down_stabilization, HPA_MAX_STABILIZATION_MS,

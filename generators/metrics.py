@@ -134,3 +134,6 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     return names
+
+# The app's LLM calls (a counter that exists while the LLM fleet is at zero: KEDA wakes it on this).
+APP_LLM_CALLS = "app_llm_request_duration_seconds_count"

@@ -87,10 +87,22 @@ class RedisHardware(Strict):
     cpus: PositiveInt = 1
 
 
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+
+
 class GpuHardware(Strict):
-    model: str = "H100"
+    model: str = Field("H100", pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
     memory: Size
     count: PositiveInt = 1
+    visible_memory: Size | None = Field(
+        None, description="memory PyTorch sees on each GPU (torch.cuda.mem_get_info's total); default: the table "
+        "in llm.TORCH_VISIBLE_GIB by model and memory")
+    node_label: str = Field("nvidia.com/gpu.product", pattern=LABEL_KEY,
+                            description="node label that names the GPU model (NVIDIA GPU feature discovery's)")
+    product: str | None = Field(None, pattern=LABEL_VALUE, description="that label's value on the nodes with this "
+                                "GPU; default: GPU feature discovery's name for model and memory (llm.GFD_PRODUCT)")
 
 
 class Hardware(Strict):
@@ -191,28 +203,53 @@ class Redis(Strict):
 
 # ---------------------------------------------------------------- llm
 class Model(Strict):
-    name: str
-    parameters: Count
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=200)
     dtype: Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"] = "bf16"
-    layers: PositiveInt
-    kv_heads: PositiveInt
-    head_dim: PositiveInt
+    config: str | None = Field(None, pattern=r"^[^\x00-\x1f\x7f]+\.json$", description="the model's Hugging Face "
+                               "config.json (relative to the profile that names it); default: the catalog entry "
+                               "for name (generators/data/models.json)")
+    gated: bool | None = Field(None, description="the model needs a Hugging Face token; default: the catalog's")
+
+
+class SecretRef(Strict):
+    secret: str = Field(description="Kubernetes Secret name")
+    key: str = Field("password", description="key inside the Secret")
+
+
+class ModelCache(Strict):
+    kind: Literal["pvc", "host_path", "empty_dir"] = "pvc"
+    claim: str = Field("llm-model-cache", pattern=K8S_NAME, max_length=63,
+                       description="PersistentVolumeClaim perfstack renders (kind pvc)")
+    storage_class: str | None = Field(None, pattern=K8S_NAME, description="its storage class (ReadWriteMany when "
+                                      "autoscaling.llm.max_replicas > 1)")
+    size: Size | None = Field(None, description="its size; default: twice the weights, rounded up to GiB")
+    path: str = Field("/var/lib/perfstack/models", pattern=r"^/[^\x00-\x1f\x7f]*$",
+                      description="node directory (kind host_path)")
+
+
+class LlmResources(Strict):
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores requested; default: 2 + 4 per GPU")
+    memory: Size | None = Field(None, description="memory requested and limited; default: 16GiB + 8GiB per GPU")
 
 
 class Llm(Strict):
     server: Literal["vllm", "ollama"] = "vllm"
     model: Model
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "f16", "q8_0", "q4_0"] = "auto"
-    gpu_memory_utilization: Ratio = 0.80
+    gpu_memory_utilization: Ratio = Field(0.80, lt=1, description="share of each GPU vLLM may use (below 1: "
+                                          "vLLM refuses 1)")
     max_model_len: PositiveInt = 8192
     max_num_seqs: PositiveInt = 32
-    keep_alive: Duration = "5m"
     warmup: bool = True
-    load_time: Duration = "2m"
+    load_time: Duration | None = Field(None, description="a cold start: image pull, weight download, load and "
+                                       "compile; default: rule in llm (from image_size, download_bandwidth)")
+    image_size: Size = Field("10GiB", description="the server image's compressed size (vllm-openai is about 10GiB)")
+    download_bandwidth: Size = Field("100MiB", description="bytes per second a node pulls images and weights at")
+    model_cache: ModelCache = ModelCache()
+    resources: LlmResources = LlmResources()
     request_timeout: Duration = "3m"
     startup_timeout: Duration | None = Field(
         None, description="how long the startup probe waits for load and warm-up; default: rule in llm (2 x load_time)")
-    activation_reserve: Size | None = Field(None, description="GPU memory kept for activations; default: rule in llm")
     prefix_caching: bool = True
     max_loaded_models: PositiveInt = 1
     max_queue: PositiveInt = 512
@@ -317,10 +354,14 @@ class ApiScaling(Strict):
 
 
 class LlmScaling(Strict):
-    min_replicas: PositiveInt = 1
+    min_replicas: NonNegativeInt = Field(1, description="0 scales to zero when idle (scaler keda only: it wakes on "
+                                         "the app's LLM calls)")
     max_replicas: PositiveInt = 4
-    metric: str = "vllm:num_requests_waiting"
-    target: PositiveInt = 5
+    signal: Literal["requests", "kv_cache"] = Field(
+        "requests", description="requests: running + waiting requests per pod; kv_cache: KV-cache usage ratio")
+    target: float | None = Field(None, gt=0, description="per-pod target of the signal; default: 0.7 x max_num_seqs "
+                                 "requests, or 0.8 KV-cache usage")
+
     scale_down_stabilization: Duration = "10m"
     scaler: Literal["hpa", "keda"] = Field("hpa", description="HPA through prometheus-adapter, or a KEDA ScaledObject")
     prometheus_url: str = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
@@ -513,14 +554,11 @@ class Pricing(Strict):
 
 
 # ---------------------------------------------------------------- secrets
-class SecretRef(Strict):
-    secret: str = Field(description="Kubernetes Secret name")
-    key: str = Field("password", description="key inside the Secret")
-
-
 class Secrets(Strict):
     postgres_password: SecretRef = SecretRef(secret="postgres-credentials")
     redis_password: SecretRef = SecretRef(secret="redis-credentials")
+    hf_token: SecretRef | None = Field(None, description="Secret holding the Hugging Face token vLLM downloads a "
+                                       "gated model with (HF_TOKEN)")
     pgbouncer_tls: str = Field("pgbouncer-tls", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
                                description="kubernetes.io/tls Secret (tls.crt, tls.key) PgBouncer serves client TLS "
                                            "with when pgbouncer.client_tls is on (cert-manager can issue it)")

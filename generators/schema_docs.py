@@ -104,21 +104,18 @@ DOCS: dict[str, str] = {
     "Llm.gpu_memory_utilization": "share of GPU memory vLLM may use",
     "Llm.max_model_len": "tokens of context per sequence",
     "Llm.max_num_seqs": "sequences batched at once (Ollama: OLLAMA_NUM_PARALLEL)",
-    "Llm.keep_alive": "how long an idle model stays loaded",
     "Llm.warmup": "send one real request before the pod reports Ready",
-    "Llm.load_time": "how long loading (and downloading) the model takes; sizes the startup probe",
+    "Llm.load_time": "a cold start (image pull, download, load, engine start); sizes the startup probe and the "
+                     "autoscaler's windows; default: computed from image_size, download_bandwidth and the weights",
     "Llm.request_timeout": "how long the app waits for one model request (0: no limit)",
     "Llm.prefix_caching": "reuse the KV cache of shared prompt prefixes (vLLM)",
     "Llm.max_loaded_models": "models Ollama keeps loaded at once",
     "Llm.max_queue": "requests Ollama queues before refusing",
     "Llm.flash_attention": "use flash attention (Ollama)",
     "Llm.port": "TCP port of the LLM server",
-    "Model.name": "model name as the server loads it (a Hugging Face id for vLLM, a tag for Ollama)",
-    "Model.parameters": "parameter count, e.g. 8B",
+    "Model.name": "model name as the server loads it (a Hugging Face id for vLLM, a tag for Ollama); its shape "
+                  "comes from the catalog (generators/data/models.json) unless config is given",
     "Model.dtype": "weight type: fp32, bf16, fp16, fp8, int8 or int4",
-    "Model.layers": "transformer layers",
-    "Model.kv_heads": "key/value attention heads",
-    "Model.head_dim": "dimension of one attention head",
     # app
     "App.deployment": "name of the app's own Deployment (its HPA and ConfigMap are named after it)",
     "App.db_pool": "the app's database pool (SQLAlchemy-style)",
@@ -166,12 +163,11 @@ DOCS: dict[str, str] = {
     "ApiScaling.target_memory": "average memory use to keep, as a percentage of app.requests.memory; "
                                 "leave out to scale on CPU only",
     "ApiScaling.scale_down_stabilization": "how long load must stay low before pods are removed",
-    "LlmScaling.min_replicas": "fewest LLM server pods",
+    "LlmScaling.min_replicas": "fewest LLM server pods (0: scale to zero, KEDA only)",
     "LlmScaling.max_replicas": "most LLM server pods",
-    "LlmScaling.metric": "Prometheus metric the LLM server scales on",
-    "LlmScaling.target": "average value of the metric per pod to keep (requests waiting)",
+    "LlmScaling.target": "average value of the signal per pod to keep (requests in flight, or a KV-cache usage ratio)",
     "LlmScaling.scale_down_stabilization": "how long load must stay low before LLM pods are removed; "
-                                           ">= llm.keep_alive",
+                                           ">= llm.load_time (a removed pod costs a cold start)",
     # slo
     "Slo.api_latency_p95": "95th-percentile API request latency",
     "Slo.db_query_p95": "95th-percentile database query latency",

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from . import models
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import NEWEST, OLDEST, version_problem
@@ -232,6 +233,32 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(problems, source))
     if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
         raise ProfileError(_in_reading_order(identity, source))
+    return _with_architecture(profile, source)
+
+
+def _with_architecture(profile: Profile, source: Source) -> Profile:
+    """llm.model names a catalog model or points at its config.json: resolve it now, so render never fails on it.
+
+    A config path is relative to the profile file that wrote it; the model keeps it made absolute."""
+    if profile.llm is None:
+        return profile
+    model = profile.llm.model
+    if model.config is not None:
+        where = source.locations.get(("llm", "model", "config"))
+        base = Path(where.file).parent if where else Path.cwd()
+        path = (base / model.config).resolve()
+        try:
+            models.read_config(str(path), model.name)
+        except models.ArchitectureError as exc:
+            raise ProfileError([source.problem(["llm.model.config"], str(exc))]) from None
+        llm = profile.llm.model_copy(update={"model": model.model_copy(update={"config": str(path)})})
+        return profile.model_copy(update={"llm": llm})
+    if models.lookup(model.name) is None:
+        close = difflib.get_close_matches(model.name, models.catalog_names(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ProfileError([source.problem(["llm.model.name"], (
+            f"model {model.name!r} is not in perfstack's catalog{hint} Point llm.model.config at its config.json, "
+            f"or use one of: {', '.join(models.catalog_names())}"))])
     return profile
 
 

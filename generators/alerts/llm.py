@@ -51,20 +51,21 @@ def llm_alerts(profile: Profile, parts: Parts) -> list[Alert]:
     by_model = {**ns, MODEL_LABEL: llm.model.name}
     by_instance = {**ns, "instance": series["instance"], MODEL_LABEL: llm.model.name}
     scaling = profile.autoscaling.llm
-    queue_limit = scaling.target * scaling.max_replicas
+    waiting = "vllm:num_requests_waiting"
+    queue_limit = llm.max_num_seqs * scaling.max_replicas
     util = profile.slo.pool_utilization_max
     latency_s = seconds(profile.slo.llm_latency_p95)
     ttft_s = seconds(profile.slo.llm_time_to_first_token_p95)
     by = f"namespace, {MODEL_LABEL}"
     return [
-        Alert("LlmQueueSaturated", f"sum by ({by}) ({selector(scaling.metric, ns)}) > {num(queue_limit)}",
+        Alert("LlmQueueSaturated", f"sum by ({by}) ({selector(waiting, ns)}) > {num(queue_limit)}",
               5 * 60_000, "warning", "LLM requests queue beyond what max replicas absorb",
-              f"{{{{ $labels.{MODEL_LABEL} }}}} has more than {num(queue_limit)} requests in {scaling.metric} "
-              f"for 5m: the autoscaling target {scaling.target} per replica x max_replicas {scaling.max_replicas}; "
-              "the autoscaler cannot add more.",
-              queue_limit, "autoscaling.llm.target x autoscaling.llm.max_replicas",
-              {"target": scaling.target, "max_replicas": scaling.max_replicas, "metric": scaling.metric},
-              count_proof(scaling.metric, series, queue_limit, by_model, 5 * 60_000)),
+              f"{{{{ $labels.{MODEL_LABEL} }}}} has more than {num(queue_limit)} requests in {waiting} "
+              f"for 5m: a whole batch (llm.max_num_seqs {llm.max_num_seqs}) waiting per replica at max_replicas "
+              f"{scaling.max_replicas}; the autoscaler cannot add more.",
+              queue_limit, "llm.max_num_seqs x autoscaling.llm.max_replicas",
+              {"max_num_seqs": llm.max_num_seqs, "max_replicas": scaling.max_replicas, "metric": waiting},
+              count_proof(waiting, series, queue_limit, by_model, 5 * 60_000)),
         Alert("LlmKvCacheHigh",
               f"max by (namespace, instance, {MODEL_LABEL}) ({selector('vllm:kv_cache_usage_perc', ns)}) > {num(util)}",
               5 * 60_000, "warning", "vLLM KV cache nearly full",

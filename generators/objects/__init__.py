@@ -19,7 +19,7 @@ from . import app, autoscaling, llm, monitoring, workers, workloads
 def build(profile: Profile, parts: Parts, rules: Rules, boards: Part) -> tuple[Part, list[dict[str, Any]]]:
     """(the workloads' own settings and warnings, every object in registration order)."""
     core = workloads.render(profile, parts)
-    objects = [*llm.objects(profile, parts.llm), *app.objects(profile, parts.app), *autoscaling.objects(profile),
+    objects = [*llm.objects(profile, parts.llm), *app.objects(profile, parts.app), *autoscaling.objects(profile, parts.llm),
                *workers.objects(profile, parts.workers),
                *monitoring.objects(profile, rules, dashboards.boards(profile, boards)), *core.objects]
     return core, objects

@@ -6,13 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..autoscaling import (
+    ADAPTER_NAMES,
     KEDA_POLLING_INTERVAL_S,
-    adapter_metric_name,
+    KV_USAGE,
+    RUNNING,
+    WAITING,
     api_behavior,
     api_metrics,
+    keda_cooldown_s,
     llm_behavior,
+    llm_target,
+    quantity,
+    threshold,
 )
+from ..bundle import Part
 from ..k8s import LLM_SERVER, metadata
+from ..metrics import APP_LLM_CALLS
 from ..profile import Profile
 
 
@@ -33,36 +42,64 @@ def api_hpa(profile: Profile) -> dict[str, Any]:
 
 def llm_hpa(profile: Profile) -> dict[str, Any]:
     scaling = profile.autoscaling.llm
-    metric = {"type": "Pods", "pods": {"metric": {"name": adapter_metric_name(scaling.metric)},
-                                       "target": {"type": "AverageValue", "averageValue": str(scaling.target)}}}
+    metric = {"type": "Pods", "pods": {"metric": {"name": ADAPTER_NAMES[scaling.signal]},
+                                       "target": {"type": "AverageValue", "averageValue": quantity(llm_target(profile))}}}
     return hpa(profile, LLM_SERVER, LLM_SERVER, scaling.min_replicas, scaling.max_replicas, [metric],
                llm_behavior(profile))
 
 
-def keda_query(profile: Profile) -> str:
+def _matchers(profile: Profile) -> str:
     assert profile.llm is not None
     model = profile.llm.model.name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'sum({profile.autoscaling.llm.metric}{{namespace="{profile.namespace}",model_name="{model}"}})'
+    return f'namespace="{profile.namespace}",model_name="{model}"'
 
 
-def llm_scaled_object(profile: Profile) -> dict[str, Any]:
+def keda_query(profile: Profile) -> str:
+    """The fleet's total of the signal; KEDA's AverageValue divides it by the replicas."""
+    m = _matchers(profile)
+    if profile.autoscaling.llm.signal == "requests":
+        return f"sum({RUNNING}{{{m}}}) + sum({WAITING}{{{m}}})"
+    return f"sum({KV_USAGE}{{{m}}})"
+
+
+def wake_query(profile: Profile) -> str:
+    """The app's LLM calls per second: it exists while the LLM fleet is at zero, so it can wake it."""
+    return f'sum(rate({APP_LLM_CALLS}{{namespace="{profile.namespace}"}}[2m]))'
+
+
+def wake_threshold(profile: Profile) -> float:
+    """Calls per second one pod serves at the target: target in flight / the LLM latency SLO (Little's law)."""
+    assert profile.llm is not None
+    target = llm_target(profile) if profile.autoscaling.llm.signal == "requests" else profile.llm.max_num_seqs * 0.7
+    return max(0.001, round(target / (profile.slo.llm_latency_p95 / 1000), 3))
+
+
+def llm_scaled_object(profile: Profile, part: Part) -> dict[str, Any]:
     scaling = profile.autoscaling.llm
+    triggers: list[dict[str, Any]] = [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
+        "serverAddress": scaling.prometheus_url, "query": keda_query(profile),
+        "threshold": threshold(llm_target(profile)), "activationThreshold": "0"}}]
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": LLM_SERVER},
+        "minReplicaCount": scaling.min_replicas, "maxReplicaCount": scaling.max_replicas,
+        "pollingInterval": KEDA_POLLING_INTERVAL_S,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": llm_behavior(profile)}},
+        "triggers": triggers,
+    }
+    if scaling.min_replicas == 0:
+        # At zero no vLLM pod reports anything: the app's LLM calls wake the fleet. cooldownPeriod (idle time
+        # before going to zero) covers a cold start, so the fleet never drops faster than it comes back.
+        spec["cooldownPeriod"] = keda_cooldown_s(profile, int(part.derived["load_time"]))
+        triggers.append({"type": "prometheus", "metricType": "AverageValue", "metadata": {
+            "serverAddress": scaling.prometheus_url, "query": wake_query(profile),
+            "threshold": threshold(wake_threshold(profile)), "activationThreshold": "0"}})
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": metadata(profile, LLM_SERVER, LLM_SERVER),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": LLM_SERVER},
-                "minReplicaCount": scaling.min_replicas, "maxReplicaCount": scaling.max_replicas,
-                "pollingInterval": KEDA_POLLING_INTERVAL_S,
-                # cooldownPeriod only applies to scaling to zero; minReplicaCount >= 1 never does.
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": llm_behavior(profile)}},
-                "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
-                    "serverAddress": scaling.prometheus_url, "query": keda_query(profile),
-                    "threshold": str(scaling.target)}}],
-            }}
+            "metadata": metadata(profile, LLM_SERVER, LLM_SERVER), "spec": spec}
 
 
-def objects(profile: Profile) -> list[dict[str, Any]]:
+def objects(profile: Profile, llm_part: Part) -> list[dict[str, Any]]:
     out = [api_hpa(profile)]
     if profile.llm_autoscaled():
-        out.append(llm_scaled_object(profile) if profile.autoscaling.llm.scaler == "keda" else llm_hpa(profile))
+        out.append(llm_scaled_object(profile, llm_part) if profile.autoscaling.llm.scaler == "keda"
+                   else llm_hpa(profile))
     return out
