@@ -125,8 +125,8 @@ def test_llama_70b_on_two_h100s_renders_with_a_concurrency_warning() -> None:
     assert 17_000 <= b.kv_cache_tokens <= 28_000
     assert b.concurrency == 2
     bundle = render(profile)  # renders: no error
-    [warning] = [w for w in bundle.warnings if "llm_fits_gpu" in w]
-    assert "2 sequences of full length fit at once" in warning
+    [warning] = [w for w in bundle.warnings if w.check == "llm_fits_gpu"]
+    assert warning.severity == "warning" and "2 sequences of full length fit at once" in warning.message
     assert "--num-gpu-blocks-override=%d" % b.kv_cache_blocks in container(bundle)["args"]
 
 
