@@ -96,12 +96,6 @@ def llm_target(profile: Profile) -> float:
     return round(profile.llm.max_num_seqs * REQUESTS_HEADROOM, 3)
 
 
-def quantity(value: float) -> str:
-    """A Kubernetes quantity: whole numbers plain, fractions in milli-units (0.8 -> 800m)."""
-    milli = round(value * 1000)
-    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
-
-
 def threshold(value: float) -> str:
     """KEDA's threshold: a float written plainly (0.8, 44.8)."""
     return f"{value:g}"

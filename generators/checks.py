@@ -361,7 +361,7 @@ def hpa_stabilization_within_limit(profile: Profile, parts: Parts) -> list[Findi
             found.append(Finding(
                 "hpa_stabilization_within_limit",
                 f"autoscaling.{name}.scale_down_stabilization {units.format_duration_or_unbounded(window)} ({window // 1000}s) exceeds the "
-                f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s"
+                f"HorizontalPodAutoscaler's limit of {HPA_MAX_STABILIZATION_MS // 1000}s",
                 "error", (f"autoscaling.{name}.scale_down_stabilization",)))
     return found
 

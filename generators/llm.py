@@ -687,17 +687,9 @@ def resources(profile: Profile) -> dict[str, Any]:
     cpu = given.cpu if given.cpu is not None else 2 + 4 * gpus
     memory = given.memory if given.memory is not None else 16 * units.GIB + 8 * units.GIB * gpus
     count = {"nvidia.com/gpu": str(gpus)}
-    return {"requests": {"cpu": f"{round(cpu * 1000)}m", "memory": quantity_bytes(memory), **count},
-            "limits": {"cpu": f"{round(cpu * 2000)}m", "memory": quantity_bytes(memory), **count}}
+    return {"requests": {"cpu": f"{round(cpu * 1000)}m", "memory": units.format_quantity(memory), **count},
+            "limits": {"cpu": f"{round(cpu * 2000)}m", "memory": units.format_quantity(memory), **count}}
 
-
-def quantity_bytes(value: int) -> str:
-    """Bytes as a Kubernetes quantity: whole GiB or MiB in binary units, else plain bytes."""
-    if value % units.GIB == 0:
-        return f"{value // units.GIB}Gi"
-    if value % units.MIB == 0:
-        return f"{value // units.MIB}Mi"
-    return str(value)
 
 
 def cache_size(profile: Profile) -> int:

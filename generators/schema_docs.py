@@ -116,6 +116,9 @@ DOCS: dict[str, str] = {
     "Model.name": "model name as the server loads it (a Hugging Face id for vLLM, a tag for Ollama); its shape "
                   "comes from the catalog (generators/data/models.json) unless config is given",
     "Model.dtype": "weight type: fp32, bf16, fp16, fp8, int8 or int4",
+    "Llm.model_cache": "where the weights are kept between restarts (a PVC by default)",
+    "Llm.resources": "CPU and memory the LLM pod requests",
+    "ModelCache.kind": "pvc (rendered), host_path (a node directory) or empty_dir (re-downloads each start)",
     # app
     "App.deployment": "name of the app's own Deployment (its HPA and ConfigMap are named after it)",
     "App.db_pool": "the app's database pool (SQLAlchemy-style)",

@@ -215,6 +215,12 @@ def format_quantity(num_bytes: int) -> str:
     return str(num_bytes)
 
 
+def format_decimal_quantity(value: float) -> str:
+    """A number -> a Kubernetes quantity: whole numbers plain, fractions in milli-units (0.8 -> 800m)."""
+    milli = round(value * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
 def format_size_redis(num_bytes: int) -> str:
     """Bytes -> Redis's own size notation (1gb, 512mb: 1024-based), as CONFIG GET compares them."""
     for unit, factor in (("gb", GIB), ("mb", MIB), ("kb", KIB)):

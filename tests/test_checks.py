@@ -14,7 +14,7 @@ import pytest
 
 from generators import checks
 from generators.bundle import Finding
-from generators.errors import CheckError
+from generators.errors import CheckError, ProfileError
 from generators.render import check, render
 
 from .conftest import rendered_bundle, run_checks, run_cli, snapshot, variant
@@ -33,7 +33,8 @@ def test_every_check_is_registered() -> None:
     assert names == {
         "pgbouncer_fits_postgres", "app_fits_pgbouncer", "postgres_fits_memory", "redis_fits_memory",
         "redis_queue_keeps_jobs", "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads",
-        "llm_fits_gpu", "llm_scale_down_covers_keep_alive", "llm_startup_covers_load_time",
+        "llm_fits_gpu", "llm_ollama_fits_gpu", "llm_quantized_kv_needs_flash_attention", "llm_gated_model_has_token",
+        "llm_scale_down_covers_load_time", "llm_scale_to_zero", "llm_startup_covers_load_time",
         "llm_autoscaling_has_metric", "hpa_stabilization_within_limit", "timeouts_nest",
         "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm"}
     assert [o.check for o in checks.TIMEOUT_ORDER] == [
@@ -50,9 +51,9 @@ def test_examples_pass(env: str) -> None:
 def test_prod_warns_that_not_every_full_length_sequence_fits() -> None:
     warnings = [f for f in run_checks(variant("prod", {})) if f.severity == "warning"]
     assert [w.check for w in warnings] == ["llm_fits_gpu"]
-    # 64 x 8192 = 524288 tokens x 128 KiB = 64 GiB wanted; 64 - 14.90 - 2 GiB = 47.10 GiB = 385833 tokens.
-    assert "llm.max_num_seqs 64 x max_model_len 8192 = 524288 tokens need 64GiB" in warnings[0].message
-    assert "leaves 47.10GiB (50571993088 bytes) = 385833 tokens" in warnings[0].message
+    # 64 x 8192 tokens x 128 KiB = 64 GiB wanted per GPU; 0.8 x 79.19 GiB - 14.96 GiB - 800 MiB - 256 MiB = 47.36 GiB.
+    assert "llm.max_num_seqs 64 sequences of max_model_len 8192 need 64GiB of KV cache per GPU" in warnings[0].message
+    assert "leaves 47.36GiB (387984 tokens)" in warnings[0].message
     assert "47 sequences of full length fit at once" in warnings[0].message
     explained = json.loads(rendered_bundle("prod").files["explain.json"])
     assert {"check": "llm_fits_gpu", "severity": "warning", "message": warnings[0].message} in explained["warnings"]
@@ -107,34 +108,49 @@ def test_redis_queue_keeps_jobs() -> None:
 
 # ---------------------------------------------------------------- LLM
 def test_llm_fits_gpu_error_when_not_one_sequence_fits() -> None:
-    # prod: (64GiB - 14.90GiB weights - 2GiB reserve) / 128 KiB = 385833 tokens of KV cache.
-    at_line = {"llm": {"max_model_len": 385833, "max_num_seqs": 1}}
+    # prod: 24249 blocks x 16 = 387984 tokens of KV cache per GPU.
+    at_line = {"llm": {"max_model_len": 387984, "max_num_seqs": 1}}
     assert findings("prod", at_line, "llm_fits_gpu") == []
-    [error] = errors("prod", {"llm": {"max_model_len": 385834, "max_num_seqs": 1}}, "llm_fits_gpu")
-    assert "one sequence of llm.max_model_len 385834 tokens needs" in error.message
-    assert "(50572034048 bytes) of KV cache" in error.message  # 385834 x 131072
-    assert "gpu_memory_utilization 0.8 x 80GiB x 1 GPU(s) = 64GiB - weights 14.90GiB - activation reserve 2GiB" \
-           in error.message
-    assert "= 385833 tokens at 131072 bytes per token: vllm would refuse to start" in error.message
+    [error] = errors("prod", {"llm": {"max_model_len": 387985, "max_num_seqs": 1}}, "llm_fits_gpu")
+    assert "one sequence of llm.max_model_len 387985 tokens needs 47.36GiB of KV cache per GPU" in error.message
+    assert "gpu_memory_utilization 0.8 x torch-visible 79.19GiB = 63.35GiB - weights 14.96GiB - activation peak " \
+           "800MiB - non-torch 256MiB leaves 47.36GiB (387984 tokens): vLLM would refuse to start" in error.message
 
 
 def test_llm_fits_gpu_warning_names_the_concurrency_that_fits() -> None:
-    # 47 x 8192 = 385024 <= 385833 tokens; 48 x 8192 = 393216 > 385833.
+    # 47 x 8192 = 385024 <= 387984 tokens; 48 x 8192 = 393216 > 387984.
     assert findings("prod", {"llm": {"max_num_seqs": 47}}, "llm_fits_gpu") == []
     [warning] = findings("prod", {"llm": {"max_num_seqs": 48}}, "llm_fits_gpu")
     assert warning.severity == "warning"
-    assert "llm.max_num_seqs 48 x max_model_len 8192 = 393216 tokens" in warning.message
+    assert "llm.max_num_seqs 48 sequences of max_model_len 8192 need 48GiB" in warning.message
     assert "47 sequences of full length fit at once" in warning.message
 
 
-def test_llm_fits_gpu_on_the_dev_gpu() -> None:
-    # dev: L4 24 GiB x 0.8 = 20615843020 bytes - 4e9 (8B int4) - 2 GiB = 14468359372 bytes / 128 KiB = 110384 tokens.
-    assert findings("dev", {"llm": {"max_num_seqs": 13}}, "llm_fits_gpu") == []  # 13 x 8192 = 106496
-    [warning] = findings("dev", {"llm": {"max_num_seqs": 14}}, "llm_fits_gpu")  # 114688
-    assert "= 110384 tokens" in warning.message and warning.severity == "warning"
-    assert findings("dev", {"llm": {"max_model_len": 110384, "max_num_seqs": 1}}, "llm_fits_gpu") == []
-    [error] = errors("dev", {"llm": {"max_model_len": 110385, "max_num_seqs": 1}}, "llm_fits_gpu")
-    assert "ollama would refuse to start" in error.message
+def test_llm_ollama_fits_gpu_by_its_own_rules() -> None:
+    # dev (Ollama, L4): NUM_PARALLEL x CONTEXT of KV is reserved up front; 7 x 8192 keeps all 32 layers on the
+    # GPU, 8 x 8192 spills one layer to the CPU; vLLM's check does not apply to Ollama.
+    assert findings("dev", {"llm": {"max_num_seqs": 7}}, "llm_ollama_fits_gpu") == []
+    [warning] = findings("dev", {"llm": {"max_num_seqs": 8}}, "llm_ollama_fits_gpu")
+    assert warning.severity == "warning"
+    assert "OLLAMA_NUM_PARALLEL 8 x OLLAMA_CONTEXT_LENGTH 8192 tokens of KV cache (8GiB) up front" in warning.message
+    assert "only 31 of 32 layers fit" in warning.message and "1 run on the CPU" in warning.message
+    assert findings("dev", {"llm": {"max_num_seqs": 8}}, "llm_fits_gpu") == []
+
+
+def test_quantized_kv_needs_flash_attention_on_ollama() -> None:
+    assert errors("dev", {"llm": {"kv_cache_dtype": "q8_0"}}, "llm_quantized_kv_needs_flash_attention") == []
+    [error] = errors("dev", {"llm": {"kv_cache_dtype": "q4_0", "flash_attention": False}},
+                     "llm_quantized_kv_needs_flash_attention")
+    assert "silently keeps an f16 KV cache" in error.message
+    assert errors("dev", {"llm": {"flash_attention": False}}, "llm_quantized_kv_needs_flash_attention") == []
+
+
+def test_gated_model_needs_a_token_secret() -> None:
+    assert errors("prod", {}, "llm_gated_model_has_token") == []  # base references secrets.hf_token
+    [error] = errors("prod", {"secrets": {"hf_token": None}}, "llm_gated_model_has_token")
+    assert "meta-llama/Llama-3.1-8B-Instruct is gated" in error.message
+    open_model = {"secrets": {"hf_token": None}, "llm": {"model": {"name": "Qwen/Qwen2.5-7B-Instruct"}}}
+    assert errors("prod", open_model, "llm_gated_model_has_token") == []
 
 
 def test_llm_needs_gpu() -> None:
@@ -155,32 +171,51 @@ def test_llm_tensor_parallel_fits_heads() -> None:
     for count in (1, 2, 4, 8, 16):
         assert errors("prod", {"hardware": {"gpu": {"count": count}}}, "llm_tensor_parallel_fits_heads") == []
     [error] = errors("prod", {"hardware": {"gpu": {"count": 3}}}, "llm_tensor_parallel_fits_heads")
-    assert "kv_heads 8 across tensor-parallel size 3" in error.message
+    assert "kv_heads 8 (meta-llama/Llama-3.1-8B-Instruct) across tensor-parallel size 3" in error.message
     assert "(8 % 3 = 2, 3 % 8 = 3)" in error.message
 
 
-def test_llm_scale_down_covers_keep_alive() -> None:
-    # prod: scale_down_stabilization 10m.
-    assert errors("prod", {"llm": {"keep_alive": "10m"}}, "llm_scale_down_covers_keep_alive") == []
-    [error] = errors("prod", {"llm": {"keep_alive": "601s"}}, "llm_scale_down_covers_keep_alive")
-    assert "autoscaling.llm.scale_down_stabilization 10m (600000 ms) is shorter than llm.keep_alive 601s " \
-           "(601000 ms)" in error.message
+def test_llm_scale_down_covers_load_time() -> None:
+    # prod: load_time is a computed cold start of 331 s (10 GiB image + 16.06 GB weights at 100 MiB/s, a read
+    # at 1 GiB/s, 60 s engine start); the scale-down window must be at least that.
+    assert errors("prod", {"autoscaling": {"llm": {"scale_down_stabilization": "331s"}}},
+                  "llm_scale_down_covers_load_time") == []
+    [error] = errors("prod", {"autoscaling": {"llm": {"scale_down_stabilization": "330s"}}},
+                     "llm_scale_down_covers_load_time")
+    assert "scale_down_stabilization 330s (330000 ms) is shorter than llm.load_time 331s (331000 ms)" in error.message
+    # a vLLM profile's keep_alive no longer exists to be refused for
+    with pytest.raises(ProfileError, match="keep_alive: unknown key"):
+        variant("prod", {"llm": {"keep_alive": "20m"}})
 
 
 def test_llm_startup_covers_load_time() -> None:
-    # load_time 120s; the probe tries every 10s: 12 tries cover it, 11 do not.
-    assert errors("prod", {"llm": {"startup_timeout": "120s"}}, "llm_startup_covers_load_time") == []
-    [error] = errors("prod", {"llm": {"startup_timeout": "110s"}}, "llm_startup_covers_load_time")
-    assert "failureThreshold 11 x periodSeconds 10 = 110s but llm.load_time is 2m (120s)" in error.message
+    # load_time 331s; the probe tries every 10s: 34 tries cover it, 33 do not.
+    assert errors("prod", {"llm": {"startup_timeout": "340s"}}, "llm_startup_covers_load_time") == []
+    [error] = errors("prod", {"llm": {"startup_timeout": "330s"}}, "llm_startup_covers_load_time")
+    assert "failureThreshold 33 x periodSeconds 10 = 330s but llm.load_time is 331s (331s)" in error.message
     # The default (2 x load_time) always covers it.
-    assert errors("prod", {"llm": {"load_time": "7m"}}, "llm_startup_covers_load_time") == []
+    assert errors("prod", {"llm": {"load_time": "7m"}, "autoscaling": {"llm": {"scale_down_stabilization": "7m"}}},
+                  "llm_startup_covers_load_time") == []
+    # A load_time below the cold start is a warning: a new node pulls the image and the weights first.
+    [warning] = findings("prod", {"llm": {"load_time": "2m"}}, "llm_startup_covers_load_time")
+    assert warning.severity == "warning" and "below a cold start of 331s" in warning.message
+
+
+def test_scale_to_zero_needs_keda() -> None:
+    [error] = errors("prod", {"autoscaling": {"llm": {"min_replicas": 0}}}, "llm_scale_to_zero")
+    assert "needs autoscaling.llm.scaler keda" in error.message
+    keda = {"autoscaling": {"llm": {"min_replicas": 0, "scaler": "keda"}}}
+    assert errors("prod", keda, "llm_scale_to_zero") == []
+    [warning] = findings("prod", keda, "llm_scale_to_zero")  # request_timeout 3m < a 331 s cold start
+    assert warning.severity == "warning" and "the first LLM call waits for a cold start" in warning.message
+    assert findings("prod", {**keda, "llm": {"request_timeout": "6m"}}, "llm_scale_to_zero") == []
 
 
 def test_llm_autoscaling_has_metric() -> None:
     assert findings("dev", {}, "llm_autoscaling_has_metric") == []  # dev: max_replicas 1
     [warning] = findings("dev", {"autoscaling": {"llm": {"max_replicas": 2}}}, "llm_autoscaling_has_metric")
     assert warning.severity == "warning"
-    assert "autoscaling.llm (min 1, max 2) cannot scale on vllm:num_requests_waiting" in warning.message
+    assert "autoscaling.llm (min 1, max 2) cannot scale on requests" in warning.message
     assert findings("prod", {}, "llm_autoscaling_has_metric") == []
 
 
@@ -267,10 +302,10 @@ def test_cli_validate_passes_at_the_line_and_prints_warnings(profile_folder: Pat
 
 def test_cli_validate_reports_the_gpu_budget_error(profile_folder: Path) -> None:
     _write(profile_folder, "long", "extends: prod\nenvironment: long\nllm:\n  max_num_seqs: 1\n"
-                                   "  max_model_len: 385834\n")
+                                   "  max_model_len: 387985\n")
     result = run_cli("--profiles-dir", profile_folder, "validate", "long")
     assert result.exit_code == 2
-    assert "long.yaml:5:3: llm.max_model_len: llm_fits_gpu: one sequence of llm.max_model_len 385834 tokens" \
+    assert "long.yaml:5:3: llm.max_model_len: llm_fits_gpu: one sequence of llm.max_model_len 387985 tokens" \
            in result.stderr
 
 

@@ -256,7 +256,6 @@ def test_shared_numbers(env: str) -> None:
     assert (p.app.query_cache.size, p.app.query_cache.ttl) == (2000, 300_000)     # 2,000 / 5 min
     assert (p.app.llm_cache.size, p.app.llm_cache.ttl) == (3000, 1_800_000)      # 3,000 / 30 min
     assert p.llm is not None
-    assert p.llm.keep_alive == 300_000                                            # 5 min
     assert p.llm.gpu_memory_utilization == pytest.approx(0.80)
     assert p.llm.request_timeout == 180_000                                       # model timeout 180 s
     assert p.llm.warmup is True
@@ -269,7 +268,7 @@ def test_shared_numbers(env: str) -> None:
 COMMENTED = {
     "base": ["workload", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
              "log_min_duration_statement", "pool_mode", "query_timeout", "maxmemory", "maxmemory_policy",
-             "persistence", "gpu_memory_utilization", "keep_alive", "warmup", "load_time", "request_timeout",
+             "persistence", "gpu_memory_utilization", "warmup", "request_timeout",
              "llm_cache", "http", "pool_utilization_max", "scale_down_stabilization"],
     "dev": ["server", "max_num_seqs"],
     "prod": ["max_connections", "max_num_seqs"],
@@ -330,11 +329,13 @@ def test_an_abstract_profile_is_not_rendered_and_not_inherited(tmp_path: Path) -
 def test_a_new_model_replaces_the_whole_model_block(tmp_path: Path) -> None:
     write(tmp_path, "shared", "abstract: true\nhardware:\n  postgres: {memory: 4GiB}\n"
           "  redis: {memory: 1GiB}\n  gpu: {memory: 80GiB}\n"
-          "llm:\n  model: {name: big, parameters: 70B, dtype: fp8, layers: 80, kv_heads: 8, head_dim: 128}\n")
-    found = problems(write(tmp_path, "small", "extends: shared\nenvironment: small\nnamespace: s\n"
-                                               "llm:\n  model: {name: small, parameters: 8B}\n"))
-    # the parent's layers/kv_heads/head_dim are not kept under another model's name
-    assert {key for _, _, _, key, _ in found} == {"llm.model.layers", "llm.model.kv_heads", "llm.model.head_dim"}
+          "llm:\n  model: {name: meta-llama/Llama-3.1-70B-Instruct, dtype: fp8, gated: false}\n")
+    child, _ = load_profile(str(write(tmp_path, "small", "extends: shared\nenvironment: small\nnamespace: s\n"
+                                                         "llm:\n  model: {name: Qwen/Qwen2.5-7B-Instruct}\n")))
+    # the parent's dtype and gated flag are not kept under another model's name; the shape is the new model's
+    assert child.llm is not None and child.llm.model.dtype == "bf16" and child.llm.model.gated is None
+    from generators import llm
+    assert llm.architecture(child).num_hidden_layers == 28 and llm.architecture(child).parameters == 7_615_616_512
 
 
 def test_missing_required_key_is_located_at_the_file(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from ..autoscaling import (
     keda_cooldown_s,
     llm_behavior,
     llm_target,
-    quantity,
     threshold,
 )
+from .. import units
 from ..bundle import Part
 from ..k8s import LLM_SERVER, metadata
 from ..metrics import APP_LLM_CALLS
@@ -43,7 +43,7 @@ def api_hpa(profile: Profile) -> dict[str, Any]:
 def llm_hpa(profile: Profile) -> dict[str, Any]:
     scaling = profile.autoscaling.llm
     metric = {"type": "Pods", "pods": {"metric": {"name": ADAPTER_NAMES[scaling.signal]},
-                                       "target": {"type": "AverageValue", "averageValue": quantity(llm_target(profile))}}}
+                                       "target": {"type": "AverageValue", "averageValue": units.format_decimal_quantity(llm_target(profile))}}}
     return hpa(profile, LLM_SERVER, LLM_SERVER, scaling.min_replicas, scaling.max_replicas, [metric],
                llm_behavior(profile))
 

@@ -12,7 +12,7 @@ from typing import Any
 from .. import units
 from ..bundle import Part
 from ..k8s import CHECKSUM_ANNOTATION, LLM_SERVER, checksum_of, config_map, labels, metadata
-from ..llm import CONFIG_MAP, IMAGES, health_path, quantity_bytes, startup_probe
+from ..llm import CONFIG_MAP, IMAGES, health_path, startup_probe
 from ..profile import Profile
 
 
@@ -116,7 +116,7 @@ def _claim(profile: Profile, part: Part) -> dict[str, Any]:
     cache = profile.llm.model_cache
     shared = profile.autoscaling.llm.max_replicas > 1 and profile.llm_autoscaled()
     spec: dict[str, Any] = {"accessModes": ["ReadWriteMany" if shared else "ReadWriteOnce"],
-                            "resources": {"requests": {"storage": quantity_bytes(part.derived["cache_size"])}}}
+                            "resources": {"requests": {"storage": units.format_quantity(part.derived["cache_size"])}}}
     if cache.storage_class is not None:
         spec["storageClassName"] = cache.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
