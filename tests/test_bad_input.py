@@ -27,7 +27,7 @@ import pytest
 
 from generators import loader
 
-from .conftest import PROFILES, snapshot
+from .conftest import PROFILES, snapshot, worktree_env
 
 CORPUS = Path(__file__).parent / "bad_profiles"
 TIME_LIMIT_S = 2.0  # CPU seconds (user + system) of the render process, start-up included
@@ -56,7 +56,7 @@ def perfstack(cwd: Path, *args: str) -> Run:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-c", RENDER, *args], cwd=cwd, stdout=out, stderr=err,
-                                preexec_fn=_limit_memory)
+                                preexec_fn=_limit_memory, env=worktree_env())
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
