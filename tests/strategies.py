@@ -21,22 +21,22 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from generators import llm as llm_rules
+from generators import models
 from generators import postgres as pg_rules
 from generators.profile import Profile
 
 MIB, GIB = 1024**2, 1024**3
 
-# Real models (parameters, layers, kv_heads, head_dim); kv_heads are powers of two so that every
-# power-of-two GPU count divides them or is divided by them (vLLM's tensor parallelism).
+# Catalog models (Hugging Face id, Ollama tag); kv_heads are powers of two so that every power-of-two GPU
+# count divides them or is divided by them (vLLM's tensor parallelism).
 MODELS = [
-    ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5:0.5b", "0.5B", 24, 2, 64),
-    ("meta-llama/Llama-3.2-1B-Instruct", "llama3.2:1b", "1B", 16, 8, 64),
-    ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b", "3B", 28, 8, 128),
-    ("mistralai/Mistral-7B-Instruct-v0.3", "mistral:7b", "7B", 32, 8, 128),
-    ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b", "8B", 32, 8, 128),
-    ("Qwen/Qwen2.5-14B-Instruct", "qwen2.5:14b", "14B", 48, 8, 128),
-    ("Qwen/Qwen2.5-32B-Instruct", "qwen2.5:32b", "32B", 64, 8, 128),
-    ("meta-llama/Llama-3.1-70B-Instruct", "llama3.1:70b", "70B", 80, 8, 128),
+    ("meta-llama/Llama-3.2-1B-Instruct", "llama3.2:1b"),
+    ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b"),
+    ("mistralai/Mistral-7B-Instruct-v0.3", "mistral:7b"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b"),
+    ("Qwen/Qwen2.5-14B-Instruct", "qwen2.5:14b"),
+    ("Qwen/Qwen2.5-32B-Instruct", "qwen2.5:32b"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "llama3.1:70b"),
 ]
 GPUS = [("T4", 16), ("L4", 24), ("A100", 40), ("L40S", 48), ("A100", 80), ("H100", 80), ("H100", 94),
         ("H200", 141), ("B200", 192)]
@@ -206,20 +206,18 @@ def profile_documents(draw: Any) -> dict[str, Any]:
         dtype = draw(st.sampled_from(["bf16", "fp16", "fp8", "int8", "int4"] if server == "vllm"
                                      else ["int4", "int8", "fp16"]))
         fitting = [m for m in MODELS
-                   if _parameters(m[2]) * llm_rules.WEIGHT_BITS[dtype] // 8 <= budget // 2]
+                   if models.lookup(m[0]).parameters * llm_rules.WEIGHT_BITS[dtype] // 8 <= budget // 2]  # type: ignore[union-attr]
         assume(fitting)
-        name, ollama_name, parameters, layers, kv_heads, head_dim = draw(st.sampled_from(fitting))
-        keep_alive = draw(st.integers(0, 60)) * 60_000  # the LLM HPA's stabilization covers it, within 1 h
+        assume(gpu_gib * GIB * (1 - utilization) >= llm_rules.OUTSIDE_SHARE)  # CUDA graphs outside the share
+        name, ollama_name = draw(st.sampled_from(fitting))
         load_time = draw(st.integers(5, 900)) * 1000
         llm_latency = draw(st.integers(100, 60_000))
         llm: dict[str, Any] = {
             "server": server,
-            "model": {"name": name if server == "vllm" else ollama_name, "parameters": parameters, "dtype": dtype,
-                      "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim},
+            "model": {"name": name if server == "vllm" else ollama_name, "dtype": dtype},
             "kv_cache_dtype": draw(st.sampled_from(VLLM_KV if server == "vllm" else OLLAMA_KV)),
             "gpu_memory_utilization": utilization,
             "max_num_seqs": draw(st.integers(1, 256)),
-            "keep_alive": duration_text(keep_alive, draw),
             "warmup": draw(st.booleans()),
             "load_time": duration_text(load_time, draw),
             "request_timeout": duration_text(llm_latency + draw(st.integers(0, 600)) * 1000, draw),
@@ -231,21 +229,27 @@ def profile_documents(draw: Any) -> dict[str, Any]:
         slo["llm_latency_p95"] = duration_text(llm_latency, draw)
         autoscaling["llm"] = {
             "min_replicas": 1, "max_replicas": draw(st.integers(1, 8)) if server == "vllm" else 1,
-            "target": draw(st.integers(1, 50)),
-            "scale_down_stabilization": duration_text(draw(st.integers(keep_alive // 60_000, 60)) * 60_000, draw),
+            "target": draw(st.integers(1, 500)) / 10,
+            # at least a cold start (load_time), within the HPA's one hour
+            "scale_down_stabilization": duration_text(draw(st.integers(-(-load_time // 60_000), 60)) * 60_000, draw),
             "scaler": draw(st.sampled_from(["hpa", "keda"])),
         }
         # The longest sequence: what the GPU budget leaves for the KV cache, by llm.py's own arithmetic.
+        doc["secrets"] = {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}}  # gated models download with it
         draft = Profile.model_validate({**doc, "llm": {**llm, "max_model_len": 256}, "slo": slo,
                                         "autoscaling": autoscaling})
-        tokens = llm_rules.gpu_budget(draft).kv_cache_tokens
+        if server == "vllm":
+            tokens = llm_rules.gpu_budget(draft).kv_cache_tokens
+        else:
+            assume(llm_rules.ollama_budget(draft).layers_on_gpu > 0)
+            tokens = 131_072
         assume(tokens >= 256)
         llm["max_model_len"] = draw(st.integers(256, min(tokens, 131_072)))
+        if server == "ollama":  # NUM_PARALLEL x CONTEXT is reserved up front: at least one layer on the GPU
+            final = Profile.model_validate({**doc, "llm": llm, "slo": slo, "autoscaling": autoscaling})
+            assume(llm_rules.ollama_budget(final).layers_on_gpu > 0)
         doc["llm"] = llm
     doc["slo"] = slo
     doc["autoscaling"] = autoscaling
     return doc
 
-
-def _parameters(text: str) -> int:
-    return int(float(text[:-1]) * 1_000_000_000)

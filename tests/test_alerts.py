@@ -191,7 +191,7 @@ def test_redis_memory_and_eviction_alerts_follow_maxmemory_and_policy() -> None:
 def test_llm_alerts_vllm_in_prod_probe_in_dev() -> None:
     prod = rules_by_name(load("prod"))
     assert {"LlmQueueSaturated", "LlmKvCacheHigh", "LlmLatencyHigh", "LlmTimeToFirstTokenHigh"} <= set(prod)
-    assert threshold(prod["LlmQueueSaturated"]) == 20  # target 5 x max_replicas 4
+    assert threshold(prod["LlmQueueSaturated"]) == 256  # a whole batch (max_num_seqs 64) waiting x max_replicas 4
     assert "vllm:num_requests_waiting" in prod["LlmQueueSaturated"]["expr"]
     assert threshold(prod["LlmLatencyHigh"]) == 5  # slo.llm_latency_p95 5s
     dev_profile = load("dev")

@@ -275,18 +275,19 @@ LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
     "postgres": {"memory": "1TiB", "cpus": 128, "storage": "nvme", "data_size": "5TiB"},
     "redis": {"memory": "1TiB", "cpus": 128}, "gpu": {"model": "B200", "memory": "192GiB", "count": 8}},
     "postgres": {"version": 18, "workload": "dw", "max_connections": 1000},
-    "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "parameters": "70B",
-                                        "dtype": "bf16", "layers": 80, "kv_heads": 8, "head_dim": 128},
-            "max_model_len": 131072, "max_num_seqs": 256}}
+    "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "dtype": "bf16"},
+            "max_model_len": 131072, "max_num_seqs": 256},
+    "autoscaling": {"llm": {"scale_down_stabilization": "1h"}},
+    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}}}
 
-# Found by the soak: an LLM keep_alive near an hour pushed the LLM HPA's scale-down stabilization past the
-# HorizontalPodAutoscaler's 3600 s limit (now a cross-component check); both at exactly the limit must render.
+# Found by the soak: a long LLM scale-down window can pass the HorizontalPodAutoscaler's 3600 s limit (now a
+# cross-component check); exactly the limit must render.
 HPA_LIMIT = {"environment": "staging", "namespace": "llm", "hardware": {
     "postgres": {"memory": "16GiB", "cpus": 4}, "redis": {"memory": "4GiB", "cpus": 2},
     "gpu": {"model": "L4", "memory": "24GiB", "count": 2}},
-    "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.2-3B-Instruct", "parameters": "3B",
-                                        "dtype": "bf16", "layers": 28, "kv_heads": 8, "head_dim": 128},
-            "keep_alive": "1h", "max_model_len": 4096, "max_num_seqs": 8},
+    "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.2-3B-Instruct", "dtype": "bf16"},
+            "max_model_len": 4096, "max_num_seqs": 8},
+    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}},
     "autoscaling": {"llm": {"min_replicas": 1, "max_replicas": 3, "scale_down_stabilization": "60min",
                             "scaler": "keda"}}}
 
