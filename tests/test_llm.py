@@ -127,7 +127,7 @@ def test_llama_70b_on_two_h100s_renders_with_a_concurrency_warning() -> None:
     bundle = render(profile)  # renders: no error
     [warning] = [w for w in bundle.warnings if w.check == "llm_fits_gpu"]
     assert warning.severity == "warning" and "2 sequences of full length fit at once" in warning.message
-    assert "--num-gpu-blocks-override=%d" % b.kv_cache_blocks in container(bundle)["args"]
+    assert f"--num-gpu-blocks-override={b.kv_cache_blocks}" in container(bundle)["args"]
 
 
 def test_a_shape_that_cannot_hold_one_sequence_is_refused() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import units
 from ..autoscaling import (
     ADAPTER_NAMES,
     KEDA_POLLING_INTERVAL_S,
@@ -18,7 +19,6 @@ from ..autoscaling import (
     llm_target,
     threshold,
 )
-from .. import units
 from ..bundle import Part
 from ..k8s import LLM_SERVER, metadata
 from ..metrics import APP_LLM_CALLS
