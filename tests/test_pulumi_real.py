@@ -316,8 +316,9 @@ def test_dev_up_read_back_preview_drift_edit_destroy(engine: Engine, monkeypatch
     assert core.read_namespace(NAMESPACES["dev"]).status.phase == "Active"
     for obj in rendered_objects("dev"):
         present = live(engine, obj) is not None
-        # protected: the CloudNativePG Cluster and StatefulSets (the workers' queue Redis holds jobs)
-        assert present == (obj["kind"] in ("Cluster", "StatefulSet")), \
+        # protected: the CloudNativePG Cluster, StatefulSets (the workers' queue Redis holds jobs) and
+        # PersistentVolumeClaims (the LLM's model cache: a cold start to fill again)
+        assert present == (obj["kind"] in ("Cluster", "StatefulSet", "PersistentVolumeClaim")), \
             f"{obj['kind']}/{obj['metadata']['name']} present={present}"
     admin.close()
 
@@ -337,7 +338,7 @@ def test_prod_up_read_back_and_preview(engine: Engine, monkeypatch: pytest.Monke
     assert llm["customTimeouts"]["create"] == -(-llm_rules.startup_timeout(profile) // 1000) + 15 * 60
     stack.destroy(exclude_protected=True, color="never")  # the workers' queue Redis StatefulSet is protected
     for obj in rendered_objects("prod"):
-        kept = obj["kind"] == "StatefulSet"
+        kept = obj["kind"] in ("StatefulSet", "PersistentVolumeClaim")
         assert (live(engine, obj) is not None) == kept, f"{obj['kind']}/{obj['metadata']['name']} kept={kept}"
 
 

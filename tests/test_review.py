@@ -206,7 +206,7 @@ def test_markdown_cells_escape_profile_text() -> None:
     {"app": {"http": {"timeout": "35s"}}},
     {"postgres": {"statement_timeout": 0}},
     {"pgbouncer": {"query_timeout": 0}},
-    {"llm": {"keep_alive": "20m"}},
+    {"autoscaling": {"llm": {"scale_down_stabilization": "5m"}}},  # below the 331 s cold start
     {"llm": {"load_time": "10m", "startup_timeout": "5m"}},
     {"llm": {"request_timeout": "2s"}},
     {"redis": {"maxmemory": "7GiB"}},
@@ -250,7 +250,9 @@ def test_cost_delta_in_diff(repo: Path) -> None:
     edit(repo / "profiles" / "base.yaml", "llm: {min_replicas: 1, max_replicas: 4,", "llm: {min_replicas: 1, max_replicas: 6,")
     _code, data = review(repo)
     assert data["cost"]["delta"]["min"] == 0
-    assert data["cost"]["delta"]["max"] == pytest.approx(2 * 12.29 * HOURS_PER_MONTH, abs=0.02)
+    # two more LLM pods: their GPU and the CPU (6 cores) and memory (24 GiB) each requests
+    assert data["cost"]["delta"]["max"] == pytest.approx(2 * (12.29 + 6 * 0.0405 + 24 * 0.0045) * HOURS_PER_MONTH,
+                                                         abs=0.02)
 
 
 def test_explain_shows_the_cost() -> None:
