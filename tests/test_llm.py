@@ -370,3 +370,55 @@ def test_committed_files_match_a_fresh_render() -> None:
         for path, text in bundle.files.items():
             if re.match(r"(llm|app|autoscaling)/", path):
                 assert (REPO / "rendered" / env / path).read_text() == text, path
+
+
+# ---------------------------------------------------------------- deployable as rendered
+def test_the_pod_starts_as_rendered() -> None:
+    bundle = rendered_bundle("prod")
+    c = container(bundle)
+    spec = deployment(bundle)["spec"]["template"]["spec"]
+    # the gated model downloads with a token from a Secret reference, never a literal
+    assert c["env"] == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}}]
+    # weights on a cache that survives restarts: a PVC of twice the weights (16.06 GB -> 30 GiB), shared
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "llm-model-cache"}} in spec["volumes"]
+    assert {"name": "model-cache", "mountPath": "/root/.cache/huggingface"} in c["volumeMounts"]
+    claim = next(o for o in bundle.objects if o["kind"] == "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "llm-model-cache"
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "30Gi"}}}
+    # on the GPU the budget was sized for, by GPU feature discovery's label
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    # one LLM pod at a time through a drain
+    pdb = next(o for o in bundle.objects if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == LLM_SERVER)
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment(bundle)["spec"]["selector"]}
+    # the positional model argument, not the deprecated --model=
+    assert c["command"] == ["vllm", "serve"] and c["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert not any(a.startswith("--model=") for a in c["args"])
+
+
+def test_pod_placement_and_cache_follow_the_profile() -> None:
+    bundle = render(variant("prod", {
+        "hardware": {"gpu": {"model": "A100", "memory": "80GiB", "node_label": "cloud.example.com/accelerator",
+                             "product": "a100-80gb"}},
+        "llm": {"model_cache": {"kind": "host_path", "path": "/mnt/models"}, "resources": {"cpu": 3, "memory": "40GiB"}},
+        "autoscaling": {"llm": {"max_replicas": 1}}, "workers": None}))
+    spec = deployment(bundle)["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"cloud.example.com/accelerator": "a100-80gb"}
+    assert {"name": "model-cache", "hostPath": {"path": "/mnt/models", "type": "DirectoryOrCreate"}} in spec["volumes"]
+    assert not any(o["kind"] == "PersistentVolumeClaim" for o in bundle.objects)
+    assert spec["containers"][0]["resources"]["requests"] == {"cpu": "3000m", "memory": "40Gi", "nvidia.com/gpu": "1"}
+    assert deployment(bundle)["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_an_open_model_needs_no_token() -> None:
+    bundle = render(variant("prod", {"llm": {"model": {"name": "Qwen/Qwen2.5-7B-Instruct"}},
+                                     "secrets": {"hf_token": None}}))
+    assert "env" not in container(bundle)
+
+
+def test_load_time_is_a_cold_start_at_the_declared_bandwidth() -> None:
+    # 10 GiB image + 16,060,522,496 bytes of weights at 100 MiB/s, read at 1 GiB/s, 60 s engine start
+    expected_ms = 10 * 1024 * 1000 // 100 + 16_060_522_496 * 1000 // (100 * MIB) + 16_060_522_496 * 1000 // GIB + 60_000
+    assert llm.load_time(variant("prod", {})) == -(-expected_ms // 1000) * 1000 == 331_000
+    faster = variant("prod", {"llm": {"download_bandwidth": "1GiB"}})
+    assert llm.load_time(faster) == 100_000  # 10 + 15 s of pulls, 15 s of reading, 60 s engine start
+    assert llm.load_time(variant("prod", {"llm": {"load_time": "8m"}})) == 480_000
