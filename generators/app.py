@@ -77,6 +77,13 @@ def settings(profile: Profile) -> list[Setting]:
                 f"{app.workflow.convergence_threshold:g}", "given by app.workflow.convergence_threshold"),
         _count("WORKFLOW_CHECKPOINT_EVERY", app.workflow.checkpoint_every, "app.workflow.checkpoint_every"),
     ]
+    for name, metric in (("http", "http_request_duration_seconds"), ("workflow", "app_workflow_duration_seconds"),
+                         ("db_query", "app_db_query_duration_seconds"), ("llm", "app_llm_request_duration_seconds")):
+        bounds = getattr(app.latency_buckets, name)
+        text = ",".join(units.seconds_text(b) for b in bounds)
+        items.append(Setting(TARGET, f"METRICS_{name.upper()}_BUCKETS_SECONDS", [b / 1000 for b in bounds], text,
+                             f"given by app.latency_buckets.{name}: the `buckets` of the {metric} histogram "
+                             "(the latency SLOs' alerts read these bounds)"))
     if profile.llm is not None:
         items.append(_duration_setting("LLM_REQUEST_TIMEOUT_SECONDS", profile.llm.request_timeout, "llm.request_timeout"))
         items.append(Setting(TARGET, "LLM_MODEL", profile.llm.model.name, profile.llm.model.name,

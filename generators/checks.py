@@ -444,13 +444,41 @@ def timeouts_nest(profile: Profile, parts: Parts) -> list[Finding]:
     return found
 
 
+# Each latency SLO the alerts compute from one of the app's histograms, and the buckets of that histogram.
+LATENCY_SLOS = (("slo.api_latency_p95", "http", "http_request_duration_seconds"),
+                ("slo.workflow_p95", "workflow", "app_workflow_duration_seconds"),
+                ("slo.db_query_p95", "db_query", "app_db_query_duration_seconds"))
+
+
+def latency_slos_within_buckets(profile: Profile, parts: Parts) -> list[Finding]:
+    """A p95 above the largest finite bucket can never be computed (histogram_quantile stops there), and one
+    between two bounds is only interpolated: each latency SLO must be a bucket bound below the largest, so
+    its alert can fire and the share of slow requests (the latency burn rate) is one bucket's count."""
+    found = []
+    for key, name, metric in LATENCY_SLOS:
+        slo_ms = getattr(profile.slo, key.split(".")[1])
+        buckets = getattr(profile.app.latency_buckets, name)
+        if slo_ms in buckets[:-1]:
+            continue
+        listed = ", ".join(units.format_duration(b) for b in buckets)
+        why = ("is not below the largest bucket: the computed p95 never exceeds "
+               f"{units.format_duration(buckets[-1])}, so the alert could never fire"
+               if slo_ms >= buckets[-1] else "is not one of the bucket bounds")
+        found.append(Finding(
+            "latency_slo_within_buckets",
+            f"{key} {units.format_duration(slo_ms)} {why}; {metric} has buckets {listed} "
+            f"(app.latency_buckets.{name}): add {units.format_duration(slo_ms)} and a larger bound to them",
+            "error", (key, f"app.latency_buckets.{name}")))
+    return found
+
+
 CHECKS: list[Check] = [
     pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_ollama_fits_gpu, llm_quantized_kv_needs_flash_attention, llm_gated_model_has_token,
     llm_scale_down_covers_load_time, llm_scale_to_zero, llm_startup_covers_load_time, llm_autoscaling_has_metric,
-    hpa_stabilization_within_limit, timeouts_nest,
+    hpa_stabilization_within_limit, timeouts_nest, latency_slos_within_buckets,
     *WORKER_CHECKS,
 ]
 

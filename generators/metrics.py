@@ -84,13 +84,15 @@ PROMETHEUS = frozenset({"up", "ALERTS"})
 #   app_cache_requests_total{cache="query"|"llm", result="hit"|"miss"}  counter: cache lookups
 #   app_db_pool_connections_in_use        gauge: checked-out SQLAlchemy connections (size + overflow at most)
 #   app_db_query_duration_seconds         histogram: one database round trip
+#   app_db_query_errors_total             counter: database round trips that raised (SQLAlchemy DBAPIError)
 #   app_llm_request_duration_seconds      histogram: one LLM call as the client sees it (vLLM or Ollama)
 #   app_workflow_duration_seconds         histogram: one whole workflow run
 APP = frozenset({
     *_histogram("http_request_duration_seconds"),  # {handler, method, le}
     "http_requests_total",  # {handler, method, status}
     "app_cache_requests_total", "app_db_pool_connections_in_use",
-    *_histogram("app_db_query_duration_seconds"), *_histogram("app_llm_request_duration_seconds"),
+    *_histogram("app_db_query_duration_seconds"), "app_db_query_errors_total",
+    *_histogram("app_llm_request_duration_seconds"),
     *_histogram("app_workflow_duration_seconds"),
 })
 

@@ -312,6 +312,43 @@ class Workflow(Strict):
     checkpoint_every: PositiveInt = 3
 
 
+# prometheus-fastapi-instrumentator's default buckets of http_request_duration_seconds (its "lowr" buckets:
+# handler/method/status labels), and prometheus_client's defaults for every other Histogram.
+INSTRUMENTATOR_BUCKETS = ["100ms", "500ms", "1s"]
+PROMETHEUS_CLIENT_BUCKETS = ["5ms", "10ms", "25ms", "50ms", "75ms", "100ms", "250ms", "500ms", "750ms", "1s", "2500ms",
+                             "5s", "7500ms", "10s"]
+
+
+def _increasing(value: list[int]) -> list[int]:
+    if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        raise ValueError("histogram buckets must be strictly increasing")
+    if any(v <= 0 for v in value):
+        raise ValueError("histogram buckets must be above 0")
+    return value
+
+
+Buckets = Annotated[list[Duration], Field(min_length=1, max_length=64), AfterValidator(_increasing)]
+
+
+class LatencyBuckets(Strict):
+    """The finite upper bounds (`le`) of the app's latency histograms, as the app exports them: a p95 SLO
+    can only be alerted on at one of these bounds, below the largest (histogram_quantile never reports
+    more than the largest finite bound). The app reads them from app/performance.env."""
+
+    http: Buckets = Field(default_factory=lambda: list(INSTRUMENTATOR_BUCKETS),  # type: ignore[arg-type]
+                          description="buckets of http_request_duration_seconds (slo.api_latency_p95); default: "
+                          "prometheus-fastapi-instrumentator's 100ms, 500ms, 1s")
+    workflow: Buckets = Field(default_factory=lambda: list(PROMETHEUS_CLIENT_BUCKETS),  # type: ignore[arg-type]
+                              description="buckets of app_workflow_duration_seconds (slo.workflow_p95); default: "
+                              "prometheus_client's 5ms ... 10s")
+    db_query: Buckets = Field(default_factory=lambda: list(PROMETHEUS_CLIENT_BUCKETS),  # type: ignore[arg-type]
+                              description="buckets of app_db_query_duration_seconds (slo.db_query_p95); default: "
+                              "prometheus_client's 5ms ... 10s")
+    llm: Buckets = Field(default_factory=lambda: list(PROMETHEUS_CLIENT_BUCKETS),  # type: ignore[arg-type]
+                         description="buckets of app_llm_request_duration_seconds (slo.llm_latency_p95 as the app "
+                         "sees it); default: prometheus_client's 5ms ... 10s")
+
+
 class Requests(Strict):
     cpu: float = Field(0.5, gt=0, le=1024, description="CPU cores each pod of the app requests (0.5 = 500m); "
                        "autoscaling.api.target_cpu is a share of it")
@@ -333,6 +370,8 @@ class App(Strict):
     pagination: Pagination = Pagination()
     llm_client: LlmClient = LlmClient()
     workflow: Workflow = Workflow()
+    latency_buckets: LatencyBuckets = Field(LatencyBuckets(), description="histogram buckets of the app's latency "
+                                            "metrics; every latency SLO must be one of them, below the largest")
 
 
 # ---------------------------------------------------------------- autoscaling
@@ -392,6 +431,16 @@ class Slo(Strict):
     memory_max: Size = "4GiB"
     cpu_max: Ratio = 0.80
     llm_time_to_first_token_p95: Duration = Field("1s", description="p95 time to the first streamed token (vLLM)")
+    window: Duration = Field("30d", description="the SLO period the error budgets cover (error_rate of requests may "
+                             "fail, 5% may be slower than api_latency_p95); burn-rate alerts scale with it")
+
+    @field_validator("window")
+    @classmethod
+    def _window_bounds(cls, value: int) -> int:
+        # The slowest burn-rate alert looks back 3 days: the period must hold it.
+        if not 3 * 86_400_000 <= value <= 365 * 86_400_000:
+            raise ValueError("slo.window must lie between 3d and 365d")
+        return value
 
 
 # ---------------------------------------------------------------- alerts (tunables no other key sets)
@@ -402,8 +451,9 @@ class Alerts(Strict):
         None, description="rule groups' evaluation interval; default: Prometheus's global one (0 means the same)")
     postgres_cache_hit_ratio_min: Ratio = Field(0.95, description="below this share of blocks read from "
                                                 "shared_buffers the working set no longer fits")
-    postgres_rollback_ratio_max: Ratio = Field(0.05, description="above this share of rolled-back transactions "
-                                               "the application is failing, not the database")
+    db_error_ratio_max: Ratio = Field(0.01, description="above this share of the app's database round trips "
+                                      "failing (app_db_query_errors_total) the database or the queries are broken; "
+                                      "replaces a rollback ratio, which counts every connection the pool returns")
     blackbox_exporter: str = Field("prometheus-blackbox-exporter.monitoring.svc:9115",
                                    description="blackbox exporter that probes servers without /metrics (Ollama)")
 

@@ -251,5 +251,13 @@ def profile_documents(draw: Any) -> dict[str, Any]:
         doc["llm"] = llm
     doc["slo"] = slo
     doc["autoscaling"] = autoscaling
+    # Every latency SLO is a bucket bound of its histogram, below the largest (checks.latency_slos_within_buckets).
+    slo_ms = Profile.model_validate({**doc, "slo": slo}).slo
+
+    def buckets(value_ms: int) -> list[str]:
+        return [f"{b}ms" for b in sorted({100, 1000, value_ms, 2 * value_ms})]
+    doc.setdefault("app", {})["latency_buckets"] = {
+        "http": buckets(slo_ms.api_latency_p95), "workflow": buckets(slo_ms.workflow_p95),
+        "db_query": buckets(slo_ms.db_query_p95)}
     return doc
 

@@ -35,7 +35,7 @@ def test_every_check_is_registered() -> None:
         "redis_queue_keeps_jobs", "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads",
         "llm_fits_gpu", "llm_ollama_fits_gpu", "llm_quantized_kv_needs_flash_attention", "llm_gated_model_has_token",
         "llm_scale_down_covers_load_time", "llm_scale_to_zero", "llm_startup_covers_load_time",
-        "llm_autoscaling_has_metric", "hpa_stabilization_within_limit", "timeouts_nest",
+        "llm_autoscaling_has_metric", "hpa_stabilization_within_limit", "timeouts_nest", "latency_slos_within_buckets",
         "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm"}
     assert [o.check for o in checks.TIMEOUT_ORDER] == [
         "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",

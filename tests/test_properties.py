@@ -266,11 +266,15 @@ def as_yaml(document: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- explicit examples (failures once found)
+# The default SLOs (api 2s, workflow 2m, db query 200ms) as bucket bounds: the libraries' default buckets
+# cannot show them (checks.latency_slos_within_buckets).
+BUCKETS = {"latency_buckets": {"http": ["100ms", "1s", "2s", "5s"], "workflow": ["10s", "2m", "5m"],
+                               "db_query": ["10ms", "200ms", "1s"]}}
 SMALLEST = {"environment": "dev", "namespace": "a", "hardware": {"postgres": {"memory": "1GiB", "cpus": 1},
                                                                   "redis": {"memory": "1GiB", "cpus": 1}},
             "postgres": {"version": 10, "workload": "desktop"},
             "pgbouncer": {"replicas": 1, "default_pool_size": 5, "min_pool_size": 1, "reserve_pool_size": 2},
-            "autoscaling": {"api": {"min_replicas": 1, "max_replicas": 2}}}
+            "autoscaling": {"api": {"min_replicas": 1, "max_replicas": 2}}, "app": BUCKETS}
 LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
     "postgres": {"memory": "1TiB", "cpus": 128, "storage": "nvme", "data_size": "5TiB"},
     "redis": {"memory": "1TiB", "cpus": 128}, "gpu": {"model": "B200", "memory": "192GiB", "count": 8}},
@@ -278,7 +282,7 @@ LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
     "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "dtype": "bf16"},
             "max_model_len": 131072, "max_num_seqs": 256},
     "autoscaling": {"llm": {"scale_down_stabilization": "1h"}},
-    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}}}
+    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}}, "app": BUCKETS}
 
 # Found by the soak: a long LLM scale-down window can pass the HorizontalPodAutoscaler's 3600 s limit (now a
 # cross-component check); exactly the limit must render.
@@ -289,7 +293,7 @@ HPA_LIMIT = {"environment": "staging", "namespace": "llm", "hardware": {
             "max_model_len": 4096, "max_num_seqs": 8},
     "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}},
     "autoscaling": {"llm": {"min_replicas": 1, "max_replicas": 3, "scale_down_stabilization": "60min",
-                            "scaler": "keda"}}}
+                            "scaler": "keda"}}, "app": BUCKETS}
 
 
 @settings(max_examples=int(os.environ.get("PERFSTACK_PROPERTY_EXAMPLES", "6")), deadline=None,

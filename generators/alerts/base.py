@@ -27,6 +27,14 @@ POSTGRES_MIN_BLOCK_READS_PER_SECOND = 10
 # The ratio proofs' traffic per evaluation step: the first rate() (one step spread over the whole 5m
 # window) already clears the noise floor above (6% of 10^6 / 300 s = 200 blocks/s).
 PROOF_EVENTS_PER_STEP = 1_000_000
+# How far past and short of its threshold a proof puts a value: near enough that a threshold moved by a few
+# percent, or `>` turned into `>=` on a whole count, fails the proof (scripts/mutation_check.py measures it).
+PROOF_MARGIN = 0.02
+# vLLM 0.10's own histogram buckets (vllm/v1/metrics/loggers.py), seconds.
+VLLM_E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+                    240.0, 480.0, 960.0, 1920.0, 7680.0)
+VLLM_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,9 @@ class Proof:
     good: dict[str, str]
     active_ms: int  # first evaluation at which `bad` makes the expression hold
     labels: dict[str, str]  # labels the expression yields for `bad` (alert labels come on top)
+    # More healthy cases: (what it shows, series, eval times at which the alert must not fire), e.g. a
+    # burst shorter than the window, or two instances each under a threshold their sum would cross.
+    quiet: tuple[tuple[str, dict[str, str], tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,20 @@ def ceil_to(ms: int, step: int) -> int:
 
 
 def shares(threshold: float, above: bool) -> tuple[float, float]:
-    """(firing, healthy) values of a share in [0, 1] around its threshold: 1 point past it on either side,
-    less near 0 or 1, and exactly 0 or 1 when the healthy side is the end of the range."""
-    up, down = min(0.01, (1 - threshold) / 2), min(0.01, threshold / 2)
+    """(firing, healthy) values of a share in [0, 1] around its threshold: PROOF_MARGIN of it past it on
+    either side (at least 0.001 past 0), less near 0 or 1."""
+    up = min(max(PROOF_MARGIN * threshold, 0.001), (1 - threshold) / 2)
+    down = min(PROOF_MARGIN * threshold, threshold / 2)
     return (threshold + up, threshold - down) if above else (threshold - down, threshold + up)
+
+
+def near(threshold: float, above: bool = True) -> tuple[float, float]:
+    """(firing, healthy) values of an unbounded gauge around its threshold, PROOF_MARGIN away (a threshold
+    of 0: 1 and 0)."""
+    if threshold == 0:
+        return (1, 0) if above else (-1, 0)
+    up, down = threshold * (1 + PROOF_MARGIN), threshold * (1 - PROOF_MARGIN)
+    return (up, down) if above else (down, up)
 
 
 def fireable(threshold: float, above: bool) -> bool:
@@ -151,17 +172,36 @@ def ratio_proof(numerator: tuple[str, dict[str, str]], rest: tuple[str, dict[str
     return build
 
 
-def histogram_proof(metric: str, labels: dict[str, str], threshold_s: float, out: dict[str, str],
-                    for_ms: int) -> Callable[[int], Proof]:
-    """Buckets at the threshold and twice it: 94 of 100 observations at or under the threshold put the
-    p95 at 1.17x the threshold (fires); 96 of 100 put it at 0.99x (does not)."""
+def le_text(bound_s: float) -> str:
+    """A bucket bound as prometheus_client (the app's Python client) writes `le`: 2.0, 0.5, 0.25."""
+    return repr(float(bound_s))
+
+
+def quantile_counts(buckets: tuple[float, ...], target: float, total: int, q: float = 0.95) -> list[int]:
+    """Cumulative counts per bucket (then +Inf) that put histogram_quantile(q) at `target`: no observation
+    up to the bucket below it, m in its bucket so that lo + (hi - lo) x q.total / m = target, the rest above."""
+    index = next(i for i, b in enumerate(buckets) if target <= b)
+    lo, hi = (buckets[index - 1] if index else 0.0), buckets[index]
+    m = round(q * total * (hi - lo) / (target - lo))
+    return [0 if i < index else (m if i == index else total) for i in range(len(buckets))] + [total]
+
+
+def histogram_proof(metric: str, labels: dict[str, str], threshold_s: float, buckets: tuple[float, ...],
+                    out: dict[str, str], for_ms: int, le: Callable[[float], str] = le_text) -> Callable[[int], Proof]:
+    """The histogram's own buckets (those the app or server exports), filled so that the p95 lands
+    PROOF_MARGIN over the threshold (fires) or under it (does not)."""
+    bad_s = min(threshold_s * (1 + PROOF_MARGIN), (threshold_s + buckets[-1]) / 2)
+    good_s = threshold_s * (1 - PROOF_MARGIN)
+
     def build(interval_ms: int) -> Proof:
         n = sample_count(interval_ms, horizon(for_ms, interval_ms, interval_ms))
 
-        def values(under: int) -> dict[str, str]:
-            return {series_of(f"{metric}_bucket", {**labels, "le": le}): counter_values(count, n)
-                    for le, count in ((num(threshold_s), under), (num(2 * threshold_s), 100), ("+Inf", 100))}
-        return Proof(values(94), values(96), interval_ms, out)
+        def values(target: float) -> dict[str, str]:
+            counts = quantile_counts(buckets, target, PROOF_EVENTS_PER_STEP)
+            bounds = [le(b) for b in buckets] + ["+Inf"]
+            return {series_of(f"{metric}_bucket", {**labels, "le": bound}): counter_values(count, n)
+                    for bound, count in zip(bounds, counts, strict=True)}
+        return Proof(values(bad_s), values(good_s), interval_ms, out)
     return build
 
 
@@ -208,3 +248,41 @@ def pct(ratio: float) -> str:
 
 def duration_text(ms: int) -> str:
     return units.format_duration(ms)
+
+
+def ratio_over_total_proof(part: tuple[str, dict[str, str]], total: tuple[str, dict[str, str]], threshold: float,
+                           out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
+    """`rate(part) / rate(total) > threshold`, part counted inside total (errors of all queries): both
+    counters start at 0 together, so the ratio is exact from the second sample on."""
+    bad_share, good_share = shares(threshold, True)
+
+    def build(interval_ms: int) -> Proof:
+        n = sample_count(interval_ms, horizon(for_ms, interval_ms, interval_ms))
+        part_series, total_series = series_of(*part), series_of(*total)
+
+        def values(share: float) -> dict[str, str]:
+            return {part_series: counter_values(PROOF_EVENTS_PER_STEP * share, n),
+                    total_series: counter_values(PROOF_EVENTS_PER_STEP, n)}
+        return Proof(values(bad_share), values(good_share), interval_ms, out)
+    return build
+
+
+def cpu_proof(usage: tuple[str, dict[str, str]], limit: tuple[str, dict[str, str]], limit_cores: float,
+              threshold: float, out: dict[str, str], for_ms: int) -> Callable[[int], Proof]:
+    """`rate(cpu seconds[window]) / limit > threshold`. A counter from 0 shows rate x elapsed / window until
+    the window fills (as in rate_proof): the share sits between the threshold and the most that still stays
+    under it one evaluation before the window is full, and within PROOF_MARGIN of the threshold."""
+    def build(interval_ms: int) -> Proof:
+        active = ceil_to(RATE_WINDOW_MS, interval_ms)
+        n = sample_count(interval_ms, horizon(for_ms, interval_ms, active))
+        before = active - interval_ms
+        bad = threshold * min(1 + PROOF_MARGIN, (1 + RATE_WINDOW_MS / before) / 2 if before > 0 else 2)
+        good = threshold * (1 - PROOF_MARGIN)
+        step = seconds(interval_ms)
+        usage_series, limit_series = series_of(*usage), series_of(*limit)
+
+        def values(share: float) -> dict[str, str]:
+            return {usage_series: counter_values(share * limit_cores * step, n),
+                    limit_series: gauge_values(limit_cores, n)}
+        return Proof(values(bad), values(good), active, out)
+    return build

@@ -8,6 +8,8 @@ from ..profile import Profile
 from .base import (
     MODEL_LABEL,
     OLLAMA_PROBE_PATH,
+    VLLM_E2E_BUCKETS,
+    VLLM_TTFT_BUCKETS,
     Alert,
     count_proof,
     duration_text,
@@ -80,8 +82,9 @@ def llm_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               f"{duration_text(profile.slo.llm_latency_p95)} (slo.llm_latency_p95) for 10m.",
               latency_s, "slo.llm_latency_p95, in seconds",
               {"llm_latency_p95": duration_text(profile.slo.llm_latency_p95)},
-              histogram_proof("vllm:e2e_request_latency_seconds", series, latency_s, by_model, 10 * 60_000),
-              possible=latency_s > 0),
+              histogram_proof("vllm:e2e_request_latency_seconds", series, latency_s, VLLM_E2E_BUCKETS, by_model,
+                              10 * 60_000),
+              possible=0 < latency_s < VLLM_E2E_BUCKETS[-1]),
         Alert("LlmTimeToFirstTokenHigh", f"{p95('vllm:time_to_first_token_seconds', ns, by)} > {num(ttft_s)}",
               10 * 60_000, "warning", "LLM time to first token above its SLO",
               f"p95 time to first token of {{{{ $labels.{MODEL_LABEL} }}}} is above "
@@ -89,6 +92,7 @@ def llm_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               "for 10m: prefill is queueing.",
               ttft_s, "slo.llm_time_to_first_token_p95, in seconds",
               {"llm_time_to_first_token_p95": duration_text(profile.slo.llm_time_to_first_token_p95)},
-              histogram_proof("vllm:time_to_first_token_seconds", series, ttft_s, by_model, 10 * 60_000),
-              possible=ttft_s > 0),
+              histogram_proof("vllm:time_to_first_token_seconds", series, ttft_s, VLLM_TTFT_BUCKETS, by_model,
+                              10 * 60_000),
+              possible=0 < ttft_s < VLLM_TTFT_BUCKETS[-1]),
     ]

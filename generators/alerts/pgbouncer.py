@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..bundle import Parts
 from ..profile import Profile
-from .base import Alert, count_proof, duration_text, gauge_proof, num, pct, seconds, selector
+from .base import Alert, count_proof, duration_text, gauge_proof, near, num, pct, seconds, selector
 
 
 def pgbouncer_alerts(profile: Profile, parts: Parts) -> list[Alert]:
@@ -44,7 +44,7 @@ def pgbouncer_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               "even the reserve pool is in use.",
               wait_s, "pgbouncer.reserve_pool_timeout, in seconds",
               {"reserve_pool_timeout": duration_text(pb.reserve_pool_timeout)},
-              gauge_proof("pgbouncer_pools_client_maxwait_seconds", pool, wait_s + 1, wait_s, by_pool, 60_000)),
+              gauge_proof("pgbouncer_pools_client_maxwait_seconds", pool, *near(wait_s), by_pool, 60_000)),
         Alert("PgBouncerServerConnectionsHigh",
               f"{total('namespace', 'pgbouncer_pools_server_active_connections', 'pgbouncer_pools_server_idle_connections', 'pgbouncer_pools_server_used_connections')}"
               f" > {num(server_limit)}", 5 * 60_000, "warning", "PgBouncer server connections near the pool size",

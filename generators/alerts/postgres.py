@@ -12,6 +12,7 @@ from .base import (
     fireable,
     gauge_proof,
     increase_proof,
+    near,
     num,
     pct,
     ratio_proof,
@@ -19,6 +20,12 @@ from .base import (
     selector,
     window,
 )
+
+
+# postgres_exporter's pg_stat_activity rows carry the session's state; autovacuum workers and maintenance
+# commands (VACUUM, CREATE INDEX) are `active`, an application that left a transaction open is
+# `idle in transaction` (or `idle in transaction (aborted)`): the sessions idle_in_transaction_session_timeout ends.
+IDLE_IN_TX = 'state=~"idle in transaction.*"'
 
 
 def postgres_alerts(profile: Profile, parts: Parts) -> list[Alert]:
@@ -32,7 +39,6 @@ def postgres_alerts(profile: Profile, parts: Parts) -> list[Alert]:
     reserved = parts.postgres.value("superuser_reserved_connections")
     conn_limit = util * (max_conn - reserved)
     hit_min = profile.alerts.postgres_cache_hit_ratio_min
-    rollback_max = profile.alerts.postgres_rollback_ratio_max
     w = window()
 
     def rate_sum(metric: str) -> str:
@@ -79,29 +85,20 @@ def postgres_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               "(threshold 0): PostgreSQL aborted one transaction of each.",
               0, "any deadlock is an application ordering bug", {},
               increase_proof("pg_stat_database_deadlocks", db, by_db, 60_000)),
-        Alert("PostgresRollbackRatioHigh",
-              f"{rate_sum('pg_stat_database_xact_rollback')} / ({rate_sum('pg_stat_database_xact_commit')} + "
-              f"{rate_sum('pg_stat_database_xact_rollback')}) > {num(rollback_max)}",
-              10 * 60_000, "warning", "Many PostgreSQL transactions roll back",
-              f"More than {pct(rollback_max)} (alerts.postgres_rollback_ratio_max) of the transactions in "
-              "{{ $labels.datname }} on {{ $labels.instance }} roll back, for 10m.",
-              rollback_max, "given by alerts.postgres_rollback_ratio_max",
-              {"postgres_rollback_ratio_max": rollback_max},
-              ratio_proof(("pg_stat_database_xact_rollback", db), ("pg_stat_database_xact_commit", db),
-                          rollback_max, True, by_db, 10 * 60_000), possible=fireable(rollback_max, True)),
     ]
     idle_ms = parts.postgres.value("idle_in_transaction_session_timeout")
     if idle_ms:  # 0 disables the timeout: no limit to alert on
         limit_s = seconds(idle_ms)
         alerts.append(Alert(
             "PostgresLongTransaction",
-            f"max by (namespace, instance, datname) ({selector('pg_stat_activity_max_tx_duration', ns)}) > "
-            f"{num(limit_s)}", 60_000, "warning", "A PostgreSQL transaction stays open too long",
+            f"max by (namespace, instance, datname) ({selector('pg_stat_activity_max_tx_duration', ns, IDLE_IN_TX)})"
+            f" > {num(limit_s)}", 60_000, "warning", "A PostgreSQL transaction stays open too long",
             f"A transaction in {{{{ $labels.datname }}}} on {{{{ $labels.instance }}}} has been open longer than "
             f"{duration_text(idle_ms)} (postgres.idle_in_transaction_session_timeout) for 1m: it holds locks "
-            "and stops vacuum.",
+            "and stops vacuum. (Only sessions idle in a transaction: an autovacuum worker or a long VACUUM or "
+            "CREATE INDEX is `active` and not counted.)",
             limit_s, "postgres.idle_in_transaction_session_timeout, in seconds",
             {"idle_in_transaction_session_timeout": duration_text(idle_ms)},
-            gauge_proof("pg_stat_activity_max_tx_duration", {**db, "state": "active"}, limit_s + 1, limit_s,
+            gauge_proof("pg_stat_activity_max_tx_duration", {**db, "state": "idle in transaction"}, *near(limit_s),
                         by_db, 60_000)))
     return alerts
