@@ -20,6 +20,7 @@ from ..k8s import dump_yaml
 from ..profile import Profile
 from .api import api_alerts
 from .base import Alert, num
+from .burn import burn_alerts
 from .llm import llm_alerts
 from .pgbouncer import pgbouncer_alerts
 from .postgres import postgres_alerts
@@ -37,7 +38,7 @@ Rules = dict[str, list[Alert]]  # component (rule group) -> its alerts, shared l
 # One entry per component, by reference: the rule group's name and the function that builds its alerts.
 COMPONENTS: list[tuple[str, Callable[[Profile, Parts], list[Alert]]]] = [
     ("postgres", postgres_alerts), ("pgbouncer", pgbouncer_alerts), ("redis", redis_alerts),
-    ("llm", llm_alerts), ("api", api_alerts), ("workers", worker_alerts),
+    ("llm", llm_alerts), ("api", api_alerts), ("slo", burn_alerts), ("workers", worker_alerts),
 ]
 
 

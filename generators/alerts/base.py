@@ -65,6 +65,7 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     possible: bool = True  # False: no series can cross the threshold (a share below 0, a latency above 0 s)
+    records: tuple[tuple[str, str], ...] = ()  # recording rules (name, expr) the expression reads
 
 
 # ---------------------------------------------------------------- PromQL and promtool helpers
@@ -178,12 +179,18 @@ def le_text(bound_s: float) -> str:
 
 
 def quantile_counts(buckets: tuple[float, ...], target: float, total: int, q: float = 0.95) -> list[int]:
-    """Cumulative counts per bucket (then +Inf) that put histogram_quantile(q) at `target`: no observation
-    up to the bucket below it, m in its bucket so that lo + (hi - lo) x q.total / m = target, the rest above."""
+    """Cumulative counts per bucket (then +Inf) that put histogram_quantile(q) at `target`, in its bucket
+    (lo, hi]: c observations up to lo and m up to hi, so that lo + (hi - lo) x (q.total - c) / (m - c) = target
+    (c = 0 where m fits in the total; else m = total and c below the rank). In the first bucket the
+    quantile cannot fall below q x its bound (the caller's threshold is at least the first bound)."""
     index = next(i for i, b in enumerate(buckets) if target <= b)
     lo, hi = (buckets[index - 1] if index else 0.0), buckets[index]
-    m = round(q * total * (hi - lo) / (target - lo))
-    return [0 if i < index else (m if i == index else total) for i in range(len(buckets))] + [total]
+    rank, share = q * total, (target - lo) / (hi - lo)
+    below, m = 0, round(rank / share)
+    if m > total:
+        below, m = (round((rank - share * total) / (1 - share)), total) if index else (0, total)
+    return [0 if i < index - 1 else below if i < index else (m if i == index else total)
+            for i in range(len(buckets))] + [total]
 
 
 def histogram_proof(metric: str, labels: dict[str, str], threshold_s: float, buckets: tuple[float, ...],

@@ -84,7 +84,7 @@ def llm_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               {"llm_latency_p95": duration_text(profile.slo.llm_latency_p95)},
               histogram_proof("vllm:e2e_request_latency_seconds", series, latency_s, VLLM_E2E_BUCKETS, by_model,
                               10 * 60_000),
-              possible=0 < latency_s < VLLM_E2E_BUCKETS[-1]),
+              possible=VLLM_E2E_BUCKETS[0] <= latency_s < VLLM_E2E_BUCKETS[-1]),
         Alert("LlmTimeToFirstTokenHigh", f"{p95('vllm:time_to_first_token_seconds', ns, by)} > {num(ttft_s)}",
               10 * 60_000, "warning", "LLM time to first token above its SLO",
               f"p95 time to first token of {{{{ $labels.{MODEL_LABEL} }}}} is above "
@@ -94,5 +94,5 @@ def llm_alerts(profile: Profile, parts: Parts) -> list[Alert]:
               {"llm_time_to_first_token_p95": duration_text(profile.slo.llm_time_to_first_token_p95)},
               histogram_proof("vllm:time_to_first_token_seconds", series, ttft_s, VLLM_TTFT_BUCKETS, by_model,
                               10 * 60_000),
-              possible=0 < ttft_s < VLLM_TTFT_BUCKETS[-1]),
+              possible=VLLM_TTFT_BUCKETS[0] <= ttft_s < VLLM_TTFT_BUCKETS[-1]),
     ]

@@ -40,11 +40,15 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     checks.append({"eval_time": fmt(fires_at), "alertname": alert.name, "exp_alerts": [expected]})
     quiet = [{"eval_time": fmt(t), "alertname": alert.name, "exp_alerts": []}
              for t in (proof.active_ms, fires_at, fires_at + interval)]
+    extra = [{"name": f"{alert.name}: {what}, never fires", "interval": fmt(interval), "input_series": inputs(values),
+              "alert_rule_test": [{"eval_time": fmt(t), "alertname": alert.name, "exp_alerts": []} for t in times]}
+             for what, values, times in proof.quiet]
     return [
         {"name": f"{alert.name}: past {num(alert.threshold)}, fires after its for window ({fmt(alert.for_ms)}), not before",
          "interval": fmt(interval), "input_series": inputs(proof.bad), "alert_rule_test": checks},
         {"name": f"{alert.name}: on the healthy side of {num(alert.threshold)}, never fires",
          "interval": fmt(interval), "input_series": inputs(proof.good), "alert_rule_test": quiet},
+        *extra,
     ]
 
 

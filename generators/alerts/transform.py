@@ -48,6 +48,8 @@ def groups(profile: Profile, rules: dict[str, list[Alert]]) -> list[dict[str, An
         group: dict[str, Any] = {"name": group_name(component)}
         if profile.alerts.evaluation_interval:
             group["interval"] = units.format_duration(profile.alerts.evaluation_interval)
-        group["rules"] = [rule(alert) for alert in found]
+        records = {name: expr for alert in found for name, expr in alert.records}  # first, in reading order
+        group["rules"] = ([{"record": name, "expr": expr} for name, expr in records.items()]
+                          + [rule(alert) for alert in found])
         out.append(group)
     return out
