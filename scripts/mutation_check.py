@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Mutation check of the rendered alert rules: do the generated promtool proofs catch real mistakes?
+
+For each environment (default: dev prod) the profile is rendered into a temporary folder; then every rule of
+prometheus/alerts.yaml is mutated one change at a time, the way a hand edit goes wrong:
+
+    operator     a comparison turned around or loosened (> to <, > to >=, == to !=)
+    threshold    the number it is compared with moved by 10% (0 becomes 1)
+    for          the `for` window doubled, or removed
+    selector     one label matcher dropped ({namespace="x", job="api"} -> {job="api"})
+    aggregation  sum <-> max (min), or one label dropped from a `by (...)` clause
+    window       a range [5m] or an offset made 5x shorter or 3x longer
+
+and `promtool test rules` runs the generated tests of the mutated rule's group against the mutant. A mutant is
+caught when a test fails. Mutants that change nothing (the same text) are not counted; no other mutant is
+declared equivalent. Prints the share caught per environment and per kind; `--min 0.9` exits 1 below it.
+
+    python3 scripts/mutation_check.py [ENV ...] [--min 0.9] [--jobs 2] [--show-survivors] [--format json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARISON = re.compile(r"(?<![=!<>])(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\w.])")
+OPPOSITE = {">": ["<", ">="], "<": [">", "<="], ">=": [">", "<"], "<=": ["<", ">"], "==": ["!="], "!=": ["=="]}
+SELECTOR = re.compile(r"\{([^{}]*)\}")
+MATCHER = re.compile(r'\s*[A-Za-z_]\w*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*')
+AGGREGATION = re.compile(r"\b(sum|max|min)\s+by\s*\(([^)]*)\)")
+SWAP = {"sum": ["max"], "max": ["sum", "min"], "min": ["max"]}
+RANGE = re.compile(r"\[(\d+)(ms|s|m|h|d)\]|\boffset\s+(\d+)(ms|s|m|h|d)\b")
+UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    group: str
+    rule: str  # alert or record name
+    kind: str
+    change: str
+    expr: str
+    for_: str | None
+
+
+def duration(ms: int) -> str:
+    for unit in ("d", "h", "m", "s"):
+        if ms % UNIT_MS[unit] == 0:
+            return f"{ms // UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.12g}"
+
+
+def expr_mutants(expr: str) -> list[tuple[str, str, str]]:
+    """(kind, change, mutated expression) for one expression."""
+    out: list[tuple[str, str, str]] = []
+    for m in COMPARISON.finditer(expr):
+        op, value = m.group(1), float(m.group(2))
+        for other in OPPOSITE[op]:
+            out.append(("operator", f"{op} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):]))
+        for moved in ([value * 1.1, value * 0.9] if value else [1.0]):
+            out.append(("threshold", f"{m.group(2)} -> {number(moved)}",
+                        expr[:m.start(2)] + number(moved) + expr[m.end(2):]))
+    for m in SELECTOR.finditer(expr):
+        matchers = [x.group(0) for x in MATCHER.finditer(m.group(1))]
+        for i, dropped in enumerate(matchers):
+            kept = ", ".join(x.strip() for j, x in enumerate(matchers) if j != i)
+            out.append(("selector", f"drop {dropped.strip()}", expr[:m.start()] + "{" + kept + "}" + expr[m.end():]))
+    for m in AGGREGATION.finditer(expr):
+        for other in SWAP[m.group(1)]:
+            out.append(("aggregation", f"{m.group(1)} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):]))
+        labels = [x.strip() for x in m.group(2).split(",") if x.strip()]
+        for i, label in enumerate(labels):
+            if len(labels) > 1:
+                kept = ", ".join(x for j, x in enumerate(labels) if j != i)
+                out.append(("aggregation", f"by: drop {label}",
+                            expr[:m.start(2)] + kept + expr[m.end(2):]))
+    for m in RANGE.finditer(expr):
+        amount, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        ms = int(amount) * UNIT_MS[unit]
+        for factor in (0.2, 3):
+            new = duration(max(1000, int(ms * factor)))
+            text = f"[{new}]" if m.group(1) else f"offset {new}"
+            out.append(("window", f"{m.group(0)} -> {text}", expr[:m.start()] + text + expr[m.end():]))
+    return [(kind, change, mutated) for kind, change, mutated in out if mutated != expr]
+
+
+def mutants(rules: dict[str, Any]) -> list[Mutant]:
+    found = []
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule["record"]
+            expr, for_ = str(rule["expr"]), rule.get("for")
+            for kind, change, mutated in expr_mutants(expr):
+                found.append(Mutant(group["name"], name, kind, change, mutated, for_))
+            if "alert" in rule and for_:
+                ms = sum(int(n) * UNIT_MS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d)", for_))
+                found.append(Mutant(group["name"], name, "for", f"for {for_} -> {duration(2 * ms)}", expr,
+                                    duration(2 * ms)))
+                found.append(Mutant(group["name"], name, "for", f"for {for_} -> none", expr, None))
+    return found
+
+
+def run_mutant(mutant: Mutant, rules: dict[str, Any], tests: dict[str, Any], workdir: Path) -> bool:
+    """True when promtool's tests of the mutated group fail (the mutant is caught)."""
+    group = next(g for g in rules["groups"] if g["name"] == mutant.group)
+    changed = []
+    for rule in group["rules"]:
+        rule = dict(rule)
+        if (rule.get("alert") or rule.get("record")) == mutant.rule:
+            rule["expr"] = mutant.expr
+            rule.pop("for", None)
+            if mutant.for_:
+                rule["for"] = mutant.for_
+        changed.append(rule)
+    alerts_in_group = {r["alert"] for r in group["rules"] if "alert" in r}
+    selected = [t for t in tests["tests"]
+                if any(check["alertname"] in alerts_in_group for check in t.get("alert_rule_test", []))]
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+        Path(folder, "alerts.yaml").write_text(yaml.safe_dump({"groups": [{**group, "rules": changed}]}, sort_keys=False))
+        Path(folder, "alerts_test.yaml").write_text(
+            yaml.safe_dump({**tests, "rule_files": ["alerts.yaml"], "tests": selected}, sort_keys=False))
+        result = subprocess.run(["promtool", "test", "rules", "alerts_test.yaml"], cwd=folder, capture_output=True,
+                                timeout=600)
+    return result.returncode != 0
+
+
+def check(env: str, jobs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="perfstack-mutation-") as tmp:
+        out = Path(tmp) / env
+        rendered = subprocess.run([sys.executable, "-m", "generators", "render", env, "--out", str(out)],
+                                  cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if rendered.returncode != 0:
+            raise SystemExit(f"render {env} failed: {rendered.stderr}")
+        rules = yaml.safe_load((out / "prometheus/alerts.yaml").read_text())
+        tests = yaml.safe_load((out / "prometheus/alerts_test.yaml").read_text())
+        baseline = subprocess.run(["promtool", "test", "rules", "alerts_test.yaml"], cwd=out / "prometheus",
+                                  capture_output=True, text=True)
+        if baseline.returncode != 0:
+            raise SystemExit(f"{env}: the unmutated proofs fail:\n{baseline.stdout[-2000:]}")
+        found = mutants(rules)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            caught = list(pool.map(lambda m: run_mutant(m, rules, tests, Path(tmp)), found))
+    by_kind: dict[str, list[int]] = {}
+    for mutant, hit in zip(found, caught, strict=True):
+        entry = by_kind.setdefault(mutant.kind, [0, 0])
+        entry[0] += hit
+        entry[1] += 1
+    survivors = [f"{m.group} {m.rule}: {m.kind} {m.change}" for m, hit in zip(found, caught, strict=True) if not hit]
+    return {"environment": env, "mutants": len(found), "caught": sum(caught),
+            "share": sum(caught) / len(found) if found else 1.0,
+            "by_kind": {k: {"caught": v[0], "mutants": v[1]} for k, v in sorted(by_kind.items())},
+            "survivors": survivors}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("envs", nargs="*", default=["dev", "prod"])
+    parser.add_argument("--min", type=float, default=0.0, help="exit 1 when a share caught is below this")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--show-survivors", action="store_true")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args()
+    results = [check(env, args.jobs) for env in args.envs]
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            kinds = ", ".join(f"{k} {v['caught']}/{v['mutants']}" for k, v in r["by_kind"].items())
+            print(f"{r['environment']}: {r['caught']} of {r['mutants']} mutants caught ({r['share']:.1%}); {kinds}")
+            if args.show_survivors:
+                for line in r["survivors"]:
+                    print(f"  survived: {line}")
+    counts = Counter(r["share"] >= args.min for r in results)
+    return 0 if not counts[False] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
