@@ -331,6 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import advise_bench  # benchmarks/advise_bench.py, beside this script
 
     results["advise"] = advise_bench.run(duration=3 if quick else 10)
+    say("mutation check of the rendered alert rules (scripts/mutation_check.py)")
+    results["mutation"] = mutation_check(["dev", "prod"])
     results["total_s"] = round(time.perf_counter() - started, 1)
     return results
 
@@ -414,6 +416,17 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def mutation_check(envs: list[str]) -> list[dict[str, Any]]:
+    """The share of mutated alert rules the generated promtool proofs catch, per environment."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "mutation_check.py"), *envs, "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    found: list[dict[str, Any]] = json.loads(done.stdout)
+    for r in found:
+        print(f"mutation check {r['environment']}: {r['caught']} of {r['mutants']} mutants caught "
+              f"({r['share']:.1%})", flush=True)
+    return found
+
+
 def figures_markdown(results: dict[str, Any]) -> str:
     """The README's figures, written from a results file."""
     m = results["machine"]
@@ -468,6 +481,11 @@ def figures_markdown(results: dict[str, Any]) -> str:
         import advise_bench
 
         lines += ["", advise_bench.markdown(results["advise"]).rstrip("\n")]
+    if "mutation" in results:
+        lines += ["", "| mutation check (scripts/mutation_check.py) | mutants | caught | share |",
+                  "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['environment']} | {r['mutants']} | {r['caught']} | {r['share']:.1%} |"
+                  for r in results["mutation"]]
     return "\n".join(lines) + "\n"
 
 

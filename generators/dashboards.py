@@ -31,12 +31,14 @@ from .alerts.llm import ollama_probe_job
 from .alerts.workers import camel
 from .bundle import Part
 from .k8s import LLM_SERVER
+from . import units
 from .profile import Profile
 
 TARGET = "dashboards"
 UID_MAX = 40  # Grafana's limit on dashboard UIDs
 DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid="${datasource}")
-NS = 'namespace="$namespace"'
+# Every query is scoped to the namespace and the instances picked in $instance (all by default).
+NS = 'namespace="$namespace", instance=~"$instance"'
 RATE = "$__rate_interval"
 
 
@@ -116,6 +118,23 @@ def overview(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
             f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{NS}, pod=~"{app.deployment}-.*", container!=""}}'
             f'[{RATE}])) / sum by (pod) (kube_pod_container_resource_limits{{{NS}, pod=~"{app.deployment}-.*", '
             'resource="cpu"})', "{{pod}}"),), slo.cpu_max, "slo.cpu_max"),
+        PanelSpec("Traffic", "reqps", (q(f"sum(rate(http_requests_total{{{api}}}[{RATE}]))", "requests/s"),
+                                       q(f'sum(rate(http_requests_total{{{api}, status="5xx"}}[{RATE}]))', "5xx/s"))),
+        PanelSpec(f"Availability error budget remaining ({units.format_duration(slo.window)})", "percentunit", (q(
+            f'1 - (sum(increase(http_requests_total{{{api}, status="5xx"}}[{units.format_duration(slo.window)}])) / '
+            f"sum(increase(http_requests_total{{{api}}}[{units.format_duration(slo.window)}]))) / {slo.error_rate:g}",
+            "budget left"),), 0, "budget spent", f"1 - failed share over slo.window / slo.error_rate {slo.error_rate:g}"),
+        PanelSpec("Availability burn rate", "short", tuple(
+            q(f'perfstack:api_errors:ratio_rate{w}{{namespace="$namespace", job="{app.deployment}"}} / {slo.error_rate:g}',
+              f"burn rate {w}") for w in ("5m", "1h", "6h", "1d")),
+            limits.get("ApiAvailabilityBurnRate1h", 0) / slo.error_rate if slo.error_rate else None,
+            "ApiAvailabilityBurnRate1h's burn rate (page with the 5m window)",
+            "error ratio / slo.error_rate, from the recording rules the burn-rate alerts read"),
+        PanelSpec("Latency burn rate", "short", tuple(
+            q(f'perfstack:api_slow_requests:ratio_rate{w}{{namespace="$namespace", job="{app.deployment}"}} / 0.05',
+              f"burn rate {w}") for w in ("5m", "1h", "6h", "1d")),
+            limits.get("ApiLatencyBurnRate1h", 0) / 0.05, "ApiLatencyBurnRate1h's burn rate",
+            f"share of requests slower than {units.format_duration(slo.api_latency_p95)} / 5%"),
         PanelSpec("Firing alerts", "short", (q(
             'sum by (component) (ALERTS{alertstate="firing", environment="$environment"})',
             "{{component}}"),)),
@@ -126,7 +145,9 @@ def postgres_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpe
     db = f'{NS}, datname!~"template.*"'
     return [
         PanelSpec("PostgreSQL up", "short", (q(f"pg_up{{{NS}}}", "{{instance}}"),)),
-        PanelSpec("Connections by state", "short", (q(f"sum by (state) (pg_stat_activity_count{{{NS}}})", "{{state}}"),),
+        PanelSpec("Connections by state", "short", (
+            q(f"sum by (state) (pg_stat_activity_count{{{NS}}})", "{{state}}"),
+            q(f"sum by (instance) (pg_stat_activity_count{{{NS}}})", "all {{instance}} (the alert's sum)")),
                   limits.get("PostgresConnectionsHigh"), "alert PostgresConnectionsHigh"),
         PanelSpec("Cache hit ratio", "percentunit", (q(_ratio(
             f"sum by (datname) (rate(pg_stat_database_blks_hit{{{db}}}[{RATE}]))",
@@ -150,7 +171,9 @@ def pgbouncer_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSp
     return [
         PanelSpec("PgBouncer up", "short", (q(f"pgbouncer_up{{{NS}}}", "{{instance}}"),)),
         PanelSpec("Client connections", "short", (
-            q(f"sum(pgbouncer_pools_client_active_connections{{{NS}}})", "active"),
+            q(f"sum by (instance) (pgbouncer_pools_client_active_connections{{{NS}}}) + "
+              f"sum by (instance) (pgbouncer_pools_client_waiting_connections{{{NS}}})",
+              "active + waiting {{instance}} (the alert's sum)"),
             q(f"sum(pgbouncer_pools_client_waiting_connections{{{NS}}})", "waiting")),
             limits.get("PgBouncerClientConnectionsHigh"), "alert PgBouncerClientConnectionsHigh (per instance)"),
         PanelSpec("Server connections", "short", (
@@ -329,6 +352,9 @@ def _variables(profile: Profile) -> list[Any]:
         dashboard_builder.QueryVariable("namespace").label("Namespace").datasource(DATASOURCE)
         .query("label_values(up, namespace)")
         .current(dashboard_model.VariableOption(selected=True, text=profile.namespace, value=profile.namespace)),
+        dashboard_builder.QueryVariable("instance").label("Instance").datasource(DATASOURCE)
+        .query('label_values(up{namespace="$namespace"}, instance)').multi(True).include_all(True).all_value(".*")
+        .current(dashboard_model.VariableOption(selected=True, text="All", value="$__all")),
     ]
 
 
