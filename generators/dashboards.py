@@ -26,12 +26,12 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
+from . import units
 from .alerts import Rules
 from .alerts.llm import ollama_probe_job
 from .alerts.workers import camel
 from .bundle import Part
 from .k8s import LLM_SERVER
-from . import units
 from .profile import Profile
 
 TARGET = "dashboards"

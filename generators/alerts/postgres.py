@@ -21,7 +21,6 @@ from .base import (
     window,
 )
 
-
 # postgres_exporter's pg_stat_activity rows carry the session's state; autovacuum workers and maintenance
 # commands (VACUUM, CREATE INDEX) are `active`, an application that left a transaction open is
 # `idle in transaction` (or `idle in transaction (aborted)`): the sessions idle_in_transaction_session_timeout ends.

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from .. import units
 from ..bundle import Parts
 from ..profile import Profile
-from collections.abc import Callable
-
 from .base import (
     RATE_WINDOW_MS,
     Alert,
     Proof,
     ceil_to,
-    counter_values,
     duration_text,
     eq,
     gauge_proof,
