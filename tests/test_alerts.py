@@ -24,7 +24,7 @@ from .conftest import PROFILES, REPO, load, rules_of, run_cli
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
-COMPONENTS = {"postgres", "pgbouncer", "redis", "llm", "api", "workers"}  # dev and prod both have workers
+COMPONENTS = {"postgres", "pgbouncer", "redis", "llm", "api", "workers", "blindness"}  # dev and prod both have workers
 
 
 def variant(base: str, overrides: dict[str, Any]) -> Profile:
