@@ -46,7 +46,7 @@ def settings(profile: Profile) -> list[Setting]:
         _seconds_setting("server_idle_timeout", pb.server_idle_timeout),
         _seconds_setting("query_timeout", pb.query_timeout),
         _setting("admin_users", ",".join(pb.admin_users), ",".join(pb.admin_users), given("admin_users")),
-        _setting("stats_users", ",".join(pb.stats_users), ",".join(pb.stats_users), given("stats_users")),
+        _stats_users(profile),
         _setting("ignore_startup_parameters", "extra_float_digits", "extra_float_digits",
                  "drivers (psycopg, JDBC) send it; PgBouncer would refuse the connection otherwise"),
         *client_tls(profile),
@@ -74,6 +74,15 @@ def server_connections(profile: Profile) -> int:
     """Server connections all PgBouncer replicas may open: pools x (pool size + reserve) x replicas."""
     pb = profile.pgbouncer
     return len(pb.databases) * (pb.default_pool_size + pb.reserve_pool_size) * pb.replicas
+
+
+def _stats_users(profile: Profile) -> Setting:
+    """pgbouncer.stats_users, plus auth_user: the one role in the userlist, which pgbouncer_exporter (the
+    monitoring sidecar) logs into the admin console as, with the password of the same Secret."""
+    pb = profile.pgbouncer
+    users = [*pb.stats_users, *([pb.auth_user] if pb.auth_user not in pb.stats_users else [])]
+    text = ",".join(users)
+    return _setting("stats_users", text, text, "pgbouncer.stats_users + pgbouncer.auth_user (the exporter's login)")
 
 
 def render(profile: Profile) -> Part:

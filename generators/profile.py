@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    StringConstraints,
     WithJsonSchema,
     field_validator,
 )
@@ -524,6 +525,12 @@ class Kubernetes(Strict):
                            "it; off: the namespace must exist and is left alone")
 
 
+class Monitoring(Strict):
+    release: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)] = Field(
+        "kube-prometheus-stack", description="the kube-prometheus-stack Helm release whose Prometheus selects the "
+        "ServiceMonitors and PodMonitors (their label `release`)")
+
+
 # ---------------------------------------------------------------- review and cost
 class Review(Strict):
     min_headroom: Ratio = Field(0.10, description="perfstack diff flags a margin (used / limit of a capacity or "
@@ -579,6 +586,7 @@ class Profile(Strict):
     slo: Slo = Slo()
     alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
+    monitoring: Monitoring = Monitoring()
     secrets: Secrets = Secrets()
     workers: Workers | None = None
     vector: Vector | None = None

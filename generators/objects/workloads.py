@@ -13,20 +13,19 @@ from typing import Any
 
 from .. import paths, units
 from ..bundle import Finding, Part, Parts, Setting
-from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
+from ..k8s import CHECKSUM_ANNOTATION, USERNAME_KEY, checksum_of, config_map, labels, metadata
 from ..profile import Profile
-from . import disruption
+from . import disruption, exporters
 
 TARGET = "workloads"
 
 PGBOUNCER_IMAGE = "ghcr.io/cloudnative-pg/pgbouncer:1.24.1"
 REDIS_IMAGE = "docker.io/library/redis:7.2"
 POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:{version}"  # CloudNativePG's images, tagged by major version
-POSTGRES_CLUSTER = "postgres"  # CloudNativePG names its Services <cluster>-rw, -ro, -r
+POSTGRES_CLUSTER = exporters.CNPG_CLUSTER  # CloudNativePG names its Services <cluster>-rw, -ro, -r
 POSTGRES_SETTINGS_CONFIG_MAP = "postgres-settings"
 REDIS_CONFIG_DIR = "/etc/redis"
 USERLIST_KEY = "userlist.txt"  # key of the PostgreSQL Secret that PgBouncer mounts as its auth_file
-USERNAME_KEY = "username"  # kubernetes.io/basic-auth, as CloudNativePG's bootstrap reads it
 
 # PgBouncer is one single-threaded process that keeps a small buffer per connection: a quarter
 # of a core and 64Mi cover thousands of idle clients; the limit only guards against a leak.
@@ -137,7 +136,8 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "selector": {"matchLabels": _selector(profile, "pgbouncer")},
             # Never fewer pools than the profile sized the connections for while pods roll.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume],
+            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container, exporters.pgbouncer_sidecar(profile)],
+                                                                   "volumes": [volume],
                                                                    "affinity": disruption.anti_affinity(profile, "pgbouncer")}),
         },
     }
@@ -256,6 +256,7 @@ def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any
             "postgresql": {"parameters": params},
             "resources": {"requests": resources, "limits": resources},
             "storage": {"size": postgres_storage(profile).text},
+            "monitoring": exporters.cnpg_monitoring(),
             # The owner is PgBouncer's auth_user: the one role whose password is in its userlist.
             "bootstrap": {"initdb": {"database": database, "owner": profile.pgbouncer.auth_user,
                                      "secret": {"name": profile.secrets.postgres_password.secret},
