@@ -16,8 +16,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationInfo,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )

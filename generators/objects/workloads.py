@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import paths, units
 from ..bundle import Finding, Part, Parts, Setting
-from ..k8s import CHECKSUM_ANNOTATION, USERNAME_KEY, checksum_of, config_map, labels, metadata
+from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
 from ..profile import Profile
 from . import disruption, exporters
 
