@@ -83,7 +83,7 @@ def target_alerts(profile: Profile, target: scrape.ScrapeTarget, used: set[str])
     alerts.append(Alert(
         f"{name}TargetMissing", f"absent({up})", TARGET_MISSING_FOR_MS, "critical",
         f"Prometheus has no {target.job} target: the {target.component} alerts are blind",
-        f"No target of job {target.job} in namespace {{{{ $labels.namespace }}}} for 5m: the exporter is not "
+        f"No target of job {target.job} in namespace {{{{ $labels.namespace }}}} (0 up series) for 5m: the exporter is not "
         "running or its monitor is not selected by the Prometheus release (monitoring.release).",
         0, "absent(up) while no target of the job exists", {"job": target.job},
         _up_proof(job, TARGET_MISSING_FOR_MS, missing=True)))
