@@ -63,8 +63,12 @@ def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
 
 
 # PostgreSQL's memory: shared_buffers is allocated at start; each connection may use work_mem per sort
-# or hash node (one per connection is the pgtune assumption behind its work_mem rule), and
-# maintenance_work_mem and one autovacuum_work_mem per autovacuum worker run beside them.
+# or hash node, and maintenance_work_mem and one autovacuum_work_mem per autovacuum worker run beside them.
+# WORK_MEM_FACTOR is the work_mem allocations counted per connection: 1, the steady state of short web and
+# OLTP queries (one sort or hash at a time). pgtune's work_mem rule already divides what is left after
+# shared_buffers by 3 x connections, so a query with three such nodes still fits the rule's own figure;
+# the check refuses what does not fit even one per connection.
+WORK_MEM_FACTOR = 1
 PG_AUTOVACUUM_DEFAULT_WORKERS = 3  # PostgreSQL's autovacuum_max_workers default
 
 
@@ -86,7 +90,7 @@ class PostgresMemory:
 
     @property
     def used(self) -> int:
-        return self.fixed + self.work * self.conns
+        return self.fixed + self.work * WORK_MEM_FACTOR * self.conns
 
 
 def postgres_memory(pg: Part) -> PostgresMemory:
@@ -117,12 +121,73 @@ def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
 
     return [Finding(
         "postgres_fits_memory",
-        f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns} + maintenance_work_mem "
+        f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns}"
+        f"{f' x {WORK_MEM_FACTOR}' if WORK_MEM_FACTOR != 1 else ''} + maintenance_work_mem "
         f"{kb(maint)} + {workers} autovacuum workers x {kb(av)} = {kb(used)} ({used} kB) exceeds "
         f"hardware.postgres.memory {kb(memory_kb)} ({memory_kb} kB)"
         + ("" if chosen else ": pgtune's defaults overcommit this host; set postgres.max_connections lower"),
         "error" if chosen else "warning", (pg_key(profile, "shared_buffers"), pg_key(profile, "work_mem"), pg_key(profile, "max_connections"),
                   "hardware.postgres.memory"))]
+
+
+PG_CHECKPOINT_WARNING_MS = 30_000  # PostgreSQL's checkpoint_warning: checkpoints closer than this are logged
+
+
+def postgres_wal_keeps_up(profile: Profile, parts: Parts) -> list[Finding]:
+    """At the write rate, max_wal_size (bounded by the WAL disk) must last at least checkpoint_warning."""
+    rate = profile.hardware.postgres.write_rate
+    if not rate:
+        return []
+    wal_kb = parts.postgres.value("max_wal_size")
+    fill_ms = wal_kb * 1024 * 1000 // rate
+    if fill_ms >= PG_CHECKPOINT_WARNING_MS:
+        return []
+    return [Finding(
+        "postgres_wal_keeps_up",
+        f"{pg_key(profile, 'max_wal_size')} {units.format_size_human(wal_kb * 1024)} fills in {fill_ms / 1000:g}s at "
+        f"hardware.postgres.write_rate {units.format_size_human(rate)}/s, below PostgreSQL's checkpoint_warning "
+        f"{PG_CHECKPOINT_WARNING_MS // 1000}s: back-to-back checkpoints rewrite every page in full; give a larger "
+        "hardware.postgres.wal_disk",
+        "error", ("hardware.postgres.wal_disk", "hardware.postgres.write_rate", pg_key(profile, "max_wal_size")))]
+
+
+def postgres_io_method_allowed(profile: Profile, parts: Parts) -> list[Finding]:
+    method = parts.postgres.get("io_method")
+    if profile.kubernetes.postgres != "cloudnativepg" or method is None or method.text != "io_uring":
+        return []
+    return [Finding(
+        "postgres_io_method_allowed",
+        "io_method io_uring under kubernetes.postgres cloudnativepg: the operator runs PostgreSQL with the "
+        "RuntimeDefault seccomp profile, which blocks the io_uring system calls, and PostgreSQL 18 would not start; "
+        "use io_method worker (perfstack's rule there)",
+        "error", (pg_key(profile, "io_method"), "kubernetes.postgres"))]
+
+
+def postgres_managed_is_external(profile: Profile, parts: Parts) -> list[Finding]:
+    if profile.postgres.managed == "self-managed" or profile.kubernetes.postgres == "external":
+        return []
+    return [Finding(
+        "postgres_managed_is_external",
+        f"postgres.managed {profile.postgres.managed} names a cloud service, but kubernetes.postgres is "
+        f"{profile.kubernetes.postgres} (a database in the cluster); set kubernetes.postgres: external",
+        "error", ("postgres.managed", "kubernetes.postgres"))]
+
+
+def postgres_list_values(profile: Profile, parts: Parts) -> list[Finding]:
+    """A library list separated by spaces names one library with a space in its name: the server would not start."""
+    found = []
+    for key in ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries"):
+        setting = parts.postgres.get(key)
+        if setting is None:
+            continue
+        bad = [e for e in setting.text.split(",") if e.strip() and " " in e.strip().strip('"')]
+        if bad:
+            found.append(Finding(
+                "postgres_list_values",
+                f"{key} element {bad[0].strip()!r} holds a space: PostgreSQL would look for one library of that "
+                "name and refuse to start; separate libraries with commas (pg_stat_statements,auto_explain)",
+                "error", (pg_key(profile, key),)))
+    return found
 
 
 human = units.format_size_human
@@ -398,6 +463,8 @@ def _llm(profile: Profile, parts: Parts) -> int | None:
 HTTP_TIMEOUT = Timeout("app.http.timeout", lambda profile, parts: parts.app.value("HTTP_TIMEOUT_SECONDS"))
 QUERY_TIMEOUT = Timeout("pgbouncer.query_timeout", lambda profile, parts: parts.pgbouncer.value("query_timeout"))
 STATEMENT_TIMEOUT = _pg_ms("statement_timeout")
+# lock_timeout 0 (off) leaves lock waits to statement_timeout: not an ordering problem, so 0 is read as 0.
+LOCK_TIMEOUT = Timeout("postgres.lock_timeout", lambda profile, parts: parts.postgres.value("lock_timeout"), False)
 LLM_REQUEST_TIMEOUT = Timeout("llm.request_timeout", _llm)
 LLM_SLO = Timeout("slo.llm_latency_p95", lambda profile, parts: profile.slo.llm_latency_p95, False)
 DB_QUERY_SLO = Timeout("slo.db_query_p95", lambda profile, parts: profile.slo.db_query_p95, False)
@@ -415,6 +482,8 @@ TIMEOUT_ORDER: list[Ordering] = [
              "requests the SLO allows would time out"),
     Ordering("db_query_slo_within_statement_timeout", STATEMENT_TIMEOUT, DB_QUERY_SLO, False,
              "queries the SLO allows would be cancelled"),
+    Ordering("lock_timeout_below_statement_timeout", STATEMENT_TIMEOUT, LOCK_TIMEOUT, True,
+             "the statement timeout would always fire first and a lock wait would never be reported as one"),
     Ordering("retry_backoff_ordered", BACKOFF_MAX, BACKOFF_BASE, False,
              "the exponential backoff would be capped below its first step"),
 ]
@@ -446,6 +515,7 @@ def timeouts_nest(profile: Profile, parts: Parts) -> list[Finding]:
 
 CHECKS: list[Check] = [
     pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
+    postgres_wal_keeps_up, postgres_io_method_allowed, postgres_managed_is_external, postgres_list_values,
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_ollama_fits_gpu, llm_quantized_kv_needs_flash_attention, llm_gated_model_has_token,

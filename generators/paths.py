@@ -8,6 +8,10 @@ from __future__ import annotations
 # Rendered files
 POSTGRESQL_CONF = "postgres/postgresql.conf"
 ALTER_SYSTEM_SQL = "postgres/alter_system.sql"
+ROLES_SQL = "postgres/roles.sql"
+RDS_PARAMETERS = "postgres/rds-parameter-group.json"
+CLOUDSQL_FLAGS = "postgres/cloudsql-flags.json"
+AZURE_PARAMETERS = "postgres/azure-server-parameters.json"
 PGBOUNCER_INI = "pgbouncer/pgbouncer.ini"
 REDIS_CONF = "redis/redis.conf"
 VLLM_ARGS = "llm/vllm.args"

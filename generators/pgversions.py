@@ -44,3 +44,23 @@ def version_problem(name: str, version: int) -> str | None:
     if until < version:
         return f"PostgreSQL {version} has no {name} (it was removed after PostgreSQL {until})"
     return None
+
+
+# Parameters PostgreSQL parses as a list (GUC_LIST_INPUT in guc_tables.c): ALTER SYSTEM and ALTER ROLE take
+# them as separate literals (`= 'a', 'b'`); one literal 'a,b' becomes a single element where the list is also
+# GUC_LIST_QUOTE (each element is an identifier or a file name), and shared_preload_libraries = 'a,b' then
+# asks for a library called "a,b" at the next start. tests/test_dba.py asks PostgreSQL 15 which of its
+# string parameters take a list and compares with this table.
+LIST_PARAMETERS = frozenset({
+    "datestyle", "listen_addresses", "local_preload_libraries", "log_destination", "search_path",
+    "session_preload_libraries", "shared_preload_libraries", "synchronous_standby_names", "temp_tablespaces",
+    "unix_socket_directories", "wal_consistency_checking",
+    "createrole_self_grant", "debug_io_direct",  # 16
+    "restrict_nonsystem_relation_kind",  # 17 (and minor releases of 12-16 from August 2024)
+    "log_connections", "oauth_validator_libraries",  # 18 (log_connections was a boolean before)
+})
+# The list parameters whose elements are quoted one by one (GUC_LIST_QUOTE): identifiers and file names.
+LIST_QUOTE_PARAMETERS = frozenset({
+    "local_preload_libraries", "search_path", "session_preload_libraries", "shared_preload_libraries",
+    "temp_tablespaces", "unix_socket_directories", "oauth_validator_libraries",
+})

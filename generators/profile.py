@@ -69,6 +69,19 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
+def _rate(value: object) -> int:
+    # A rate is a size per second: 50MB/s (the "/s" may be left out).
+    text = value.strip().removesuffix("/s") if isinstance(value, str) else value
+    return units.parse_size(text)
+
+
+WriteRate = Annotated[int, *_unit(_rate, {
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?(/s)?$"},
+              {"type": "integer", "minimum": 0}],
+    "description": "a rate in bytes per second: 50MB/s (1024-based); a bare integer is bytes per second"})]
+SqlRole = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -80,6 +93,10 @@ class PostgresHardware(Strict):
     storage: Literal["hdd", "ssd", "san", "nvme"] = "ssd"
     os: Literal["linux", "windows", "mac"] = "linux"
     data_size: Size | None = Field(None, description="size of the data; compared with memory it picks pgtune's dbSize")
+    wal_disk: Size | None = Field(None, description="size of the volume that holds pg_wal; max_wal_size stays "
+                                  "within postgres.WAL_DISK_SHARE of it (under CloudNativePG: its walStorage)")
+    write_rate: WriteRate | None = Field(None, description="WAL written per second at peak, e.g. 50MB/s; sizes "
+                                         "max_wal_size, checkpoint_timeout and the autovacuum cost limit")
 
 
 class RedisHardware(Strict):
@@ -141,6 +158,17 @@ class Postgres(Strict):
     lock_timeout: Duration = "10s"
     idle_in_transaction_session_timeout: Duration = "1m"
     log_min_duration_statement: Duration = "200ms"
+    app_roles: list[SqlRole] = Field(
+        default_factory=lambda: ["app"], min_length=1,
+        description="roles the application logs in as: statement_timeout, lock_timeout and "
+                    "idle_in_transaction_session_timeout are set on them (postgres/roles.sql, ALTER ROLE ... SET), "
+                    "not server-wide")
+    logical_replication: bool = Field(False, description="this server publishes or subscribes with logical "
+                                      "replication: wal_level logical and worker slots for its workers")
+    managed: Literal["self-managed", "rds", "cloudsql", "azure"] = Field(
+        "self-managed", description="who runs an external database (kubernetes.postgres external): self-managed "
+        "(alter_system.sql), rds (a parameter group's parameters), cloudsql (database flags) or azure (server "
+        "parameters)")
     settings: dict[str, SettingValue] = Field(default_factory=dict,
                                               description="postgresql.conf overrides; they win over rules")
 

@@ -130,7 +130,7 @@ def profile_documents(draw: Any) -> dict[str, Any]:
     http = query + draw(st.integers(1, 120)) * 1000
     postgres.update({
         "statement_timeout": duration_text(statement, draw),
-        "lock_timeout": duration_text(draw(st.integers(1, 60)) * 1000, draw),
+        "lock_timeout": duration_text(draw(st.integers(0, min(60, (statement - 1) // 1000))) * 1000, draw),  # < statement
         "idle_in_transaction_session_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
         "log_min_duration_statement": duration_text(draw(st.integers(0, 10_000)), draw),
     })

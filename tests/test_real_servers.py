@@ -32,6 +32,8 @@ def canonical(text: str) -> tuple[str, object]:
     match = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)", text)
     if match:
         number, unit = float(match[1]), match[2]
+        if number == 0:
+            return "number", 0.0  # SHOW prints a zero size or time without its unit
         if unit in SIZE:
             return "size", number * SIZE[unit]
         if unit in TIME_MS:
@@ -47,6 +49,8 @@ def from_pg_settings(setting: str, unit: str | None, vartype: str) -> tuple[str,
         match = re.fullmatch(r"(\d*)([a-zA-Z]+)", unit)
         assert match, unit
         factor = int(match[1] or 1)
+        if float(setting) == 0:
+            return "number", 0.0
         if match[2] in SIZE:
             return "size", float(setting) * factor * SIZE[match[2]]
         return "time", float(setting) * factor * TIME_MS[match[2]]
@@ -54,7 +58,8 @@ def from_pg_settings(setting: str, unit: str | None, vartype: str) -> tuple[str,
 
 
 def postgres_settings(bundle: Bundle) -> list[Setting]:
-    return list(bundle.target_settings("postgres").values())
+    """The server-wide settings (the per-role timeouts are in roles.sql: tests/test_dba.py runs them)."""
+    return [s for s in bundle.target_settings("postgres").values() if s.scope == "server"]
 
 
 # ---------------------------------------------------------------- PostgreSQL (dev: a full start)
@@ -189,8 +194,9 @@ def test_queries_run_through_pgbouncer(pgbouncer: tuple[str, localservers.PgBoun
     for _ in range(3):  # transaction pooling hands each transaction any server connection
         with psycopg.connect(server.dsn("app"), prepare_threshold=None) as conn:
             assert conn.execute("SELECT current_database(), 6 * 7").fetchone() == ("app", 42)
-            # the server's rendered timeouts are in force behind the pooler
-            assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+            # the rendered timeouts are per application role (roles.sql; tests/test_dba.py runs them through
+            # PgBouncer as that role): the superuser this test logs in as keeps the server's unbounded default
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
     with psycopg.connect(server.admin_dsn(), autocommit=True, prepare_threshold=None) as admin:
         pools = {row[0] for row in admin.execute("SHOW POOLS")}
         cursor = admin.execute("SHOW DATABASES")

@@ -141,7 +141,8 @@ def test_external_postgres_is_a_settings_config_map() -> None:
     assert "Cluster/postgres" not in objects
     files = postgres.render(p).files
     assert objects["ConfigMap/postgres-settings"]["data"] == {
-        "postgresql.conf": files["postgres/postgresql.conf"], "alter_system.sql": files["postgres/alter_system.sql"]}
+        "postgresql.conf": files["postgres/postgresql.conf"], "alter_system.sql": files["postgres/alter_system.sql"],
+        "roles.sql": files["postgres/roles.sql"]}
 
 
 def test_cloudnativepg_cluster_carries_the_rendered_settings() -> None:
@@ -150,12 +151,19 @@ def test_cloudnativepg_cluster_carries_the_rendered_settings() -> None:
     objects = by_kind(part.objects)
     cluster = objects["Cluster/postgres"]
     params = cluster["spec"]["postgresql"]["parameters"]
-    assert params == {s.key: s.text for s in postgres.settings(p)}  # pgtune's web workload sets nothing CNPG owns
+    # pgtune's web workload sets nothing CNPG owns; per-role timeouts are in roles.sql, libraries a list of their own
+    assert params == {s.key: s.text for s in postgres.server_settings(postgres.settings(p))
+                      if s.key != "shared_preload_libraries"}
+    assert cluster["spec"]["postgresql"]["shared_preload_libraries"] == ["pg_stat_statements"]
     assert params["shared_buffers"] == "16GB" and params["max_connections"] == "200"
     assert all(isinstance(v, str) for v in params.values())
     assert cluster["spec"]["imageName"].endswith(":16")
     assert cluster["spec"]["storage"]["size"] == "300Gi"  # 2 x data_size 150GiB
-    assert cluster["spec"]["resources"]["limits"] == {"memory": "64Gi", "cpu": "16"}  # the host pgtune sized for
+    # the host pgtune sized for, split between huge pages for shared memory (huge_pages on) and the rest
+    pages = parts_of(p).postgres.derived["nr_hugepages"]
+    assert cluster["spec"]["resources"]["limits"] == {"memory": f"{64 * 1024 - 2 * pages}Mi", "cpu": "16",
+                                                      "hugepages-2Mi": f"{2 * pages}Mi"}
+    assert cluster["spec"]["resources"]["requests"] == cluster["spec"]["resources"]["limits"]
     assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == p.pgbouncer.auth_user
     service = objects[f"Service/{p.pgbouncer.server_host}"]
     assert service["spec"]["selector"] == {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}

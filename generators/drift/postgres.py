@@ -249,7 +249,8 @@ def read(dsn: str) -> tuple[dict[str, LiveSetting], dict[str, tuple[str, str | N
 
 def check(bundle: Bundle, dsn: str) -> TargetReport:
     endpoint = redact(dsn)
-    expected = bundle.target_settings(TARGET)
+    # Per-role settings (roles.sql) are the roles' own, not pg_settings' server values.
+    expected = {k: s for k, s in bundle.target_settings(TARGET).items() if s.scope == "server"}
     try:
         live, file_values = read(dsn)
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported, and the other targets go on

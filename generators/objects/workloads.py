@@ -217,11 +217,36 @@ def postgres_storage(profile: Profile) -> Setting:
                     data_size=units.format_size_human(data_size))
 
 
+# Settings CloudNativePG takes as a list field of spec.postgresql rather than as a parameter.
+CNPG_LISTS = {"shared_preload_libraries": "shared_preload_libraries"}
+
+
+def cnpg_lists(parts: Parts) -> dict[str, list[str]]:
+    """shared_preload_libraries as CloudNativePG's spec.postgresql.shared_preload_libraries (the operator adds its own)."""
+    out = {}
+    for key, field in CNPG_LISTS.items():
+        setting = parts.postgres.get(key)
+        if setting is not None:
+            out[field] = [e.strip().strip('"') for e in setting.text.split(",") if e.strip()]
+    return out
+
+
+def postgres_hugepages(parts: Parts) -> dict[str, str]:
+    """hugepages-2Mi requests and limits for the pages PostgreSQL's shared memory takes when huge_pages is on."""
+    pages = parts.postgres.derived.get("nr_hugepages")
+    huge = parts.postgres.get("huge_pages")
+    if not pages or huge is None or huge.text != "on":
+        return {}
+    return {"hugepages-2Mi": f"{pages * 2}Mi"}
+
+
 def cnpg_parameters(parts: Parts) -> tuple[dict[str, str], list[str]]:
     """Rendered PostgreSQL settings as CloudNativePG parameters, and the names the operator manages itself."""
     params: dict[str, str] = {}
     dropped: list[str] = []
     for s in parts.postgres.settings:
+        if s.scope != "server" or s.key in CNPG_LISTS:
+            continue  # per-role settings are in roles.sql; the libraries go to spec.postgresql.shared_preload_libraries
         if s.key in CNPG_MANAGED:
             dropped.append(s.key)
         else:
@@ -240,12 +265,14 @@ def _pgvector_init(profile: Profile) -> dict[str, Any]:
 def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any]], list[Finding]]:
     if profile.kubernetes.postgres == "external":
         files = parts.postgres.files
-        data = {"postgresql.conf": files[paths.POSTGRESQL_CONF],
-                "alter_system.sql": files[paths.ALTER_SYSTEM_SQL]}
+        data = {path.split("/")[-1]: text for path, text in files.items()}
         return [config_map(profile, POSTGRES_SETTINGS_CONFIG_MAP, "postgres", data)], []
     hw = profile.hardware.postgres
     params, dropped = cnpg_parameters(parts)
-    resources = {"memory": units.format_quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
+    huge = postgres_hugepages(parts)
+    # Huge pages are not part of the memory limit: the host's memory is split between the two.
+    memory = hw.memory - (parts.postgres.derived["nr_hugepages"] * 2 * units.MIB if huge else 0)
+    resources = {"memory": units.format_quantity(memory), **({"cpu": str(hw.cpus)} if hw.cpus else {}), **huge}
     database = profile.pgbouncer.databases[0]
     cluster = {
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
@@ -253,9 +280,10 @@ def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any
         "spec": {
             "instances": 1,
             "imageName": POSTGRES_IMAGE.format(version=profile.postgres.version),
-            "postgresql": {"parameters": params},
+            "postgresql": {"parameters": params, **cnpg_lists(parts)},
             "resources": {"requests": resources, "limits": resources},
             "storage": {"size": postgres_storage(profile).text},
+            **({"walStorage": {"size": units.format_quantity(hw.wal_disk)}} if hw.wal_disk else {}),
             # The owner is PgBouncer's auth_user: the one role whose password is in its userlist.
             "bootstrap": {"initdb": {"database": database, "owner": profile.pgbouncer.auth_user,
                                      "secret": {"name": profile.secrets.postgres_password.secret},
