@@ -173,6 +173,17 @@ def postgres_managed_is_external(profile: Profile, parts: Parts) -> list[Finding
         "error", ("postgres.managed", "kubernetes.postgres"))]
 
 
+def postgres_managed_allows(profile: Profile, parts: Parts) -> list[Finding]:
+    """A postgres.settings override the managed service does not take is refused (a rule's is only reported)."""
+    refused: dict[str, str] = parts.postgres.derived.get("managed_refused", {})
+    written = {k.lower(): k for k in profile.postgres.settings}
+    return [Finding(
+        "postgres_managed_allows",
+        f"postgres.managed {profile.postgres.managed} does not let a parameter group or flag set {name}: {why}",
+        "error", (f"postgres.settings.{written[name]}", "postgres.managed"))
+        for name, why in sorted(refused.items()) if name in written]
+
+
 def postgres_list_values(profile: Profile, parts: Parts) -> list[Finding]:
     """A library list separated by spaces names one library with a space in its name: the server would not start."""
     found = []
@@ -515,7 +526,8 @@ def timeouts_nest(profile: Profile, parts: Parts) -> list[Finding]:
 
 CHECKS: list[Check] = [
     pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
-    postgres_wal_keeps_up, postgres_io_method_allowed, postgres_managed_is_external, postgres_list_values,
+    postgres_wal_keeps_up, postgres_io_method_allowed, postgres_managed_is_external, postgres_managed_allows,
+    postgres_list_values,
     redis_fits_memory, redis_queue_keeps_jobs,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_ollama_fits_gpu, llm_quantized_kv_needs_flash_attention, llm_gated_model_has_token,

@@ -64,3 +64,27 @@ LIST_QUOTE_PARAMETERS = frozenset({
     "local_preload_libraries", "search_path", "session_preload_libraries", "shared_preload_libraries",
     "temp_tablespaces", "unix_socket_directories", "oauth_validator_libraries",
 })
+
+
+# Parameters a change of which takes a restart (pg_settings.context 'postmaster'): PostgreSQL 15's, plus those of
+# other versions and of the extensions perfstack loads. A managed service calls these "static" (RDS applies them
+# pending-reboot). tests/test_dba.py compares the PostgreSQL 15 part with a real server's pg_settings.
+RESTART_PARAMETERS = frozenset({
+    "archive_mode", "autovacuum_freeze_max_age", "autovacuum_max_workers", "autovacuum_multixact_freeze_max_age",
+    "bonjour", "bonjour_name", "cluster_name", "config_file", "data_directory", "data_sync_retry",
+    "dynamic_shared_memory_type", "event_source", "external_pid_file", "hba_file", "hot_standby", "huge_page_size",
+    "huge_pages", "ident_file", "ignore_invalid_pages", "jit_provider", "listen_addresses", "logging_collector",
+    "max_connections", "max_files_per_process", "max_locks_per_transaction", "max_logical_replication_workers",
+    "max_pred_locks_per_transaction", "max_prepared_transactions", "max_replication_slots", "max_wal_senders",
+    "max_worker_processes", "min_dynamic_shared_memory", "old_snapshot_threshold", "port", "recovery_target",
+    "recovery_target_action", "recovery_target_inclusive", "recovery_target_lsn", "recovery_target_name",
+    "recovery_target_time", "recovery_target_timeline", "recovery_target_xid", "shared_buffers",
+    "shared_memory_type", "shared_preload_libraries", "superuser_reserved_connections", "track_activity_query_size",
+    "track_commit_timestamp", "unix_socket_directories", "unix_socket_group", "unix_socket_permissions",
+    "wal_buffers", "wal_decode_buffer_size", "wal_level", "wal_log_hints",
+    # other versions
+    "stats_temp_directory", "wal_keep_segments", "reserved_connections", "io_method", "io_max_concurrency",
+    "io_max_combine_limit", "autovacuum_worker_slots", "max_notify_queue_pages",
+    # extensions
+    "pg_stat_statements.max",
+})

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import paths, pgversions, units
+from . import paths, pgversions, postgres_managed, units
 from .bundle import Finding, Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -756,6 +756,19 @@ def sql_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# ALTER SYSTEM refuses a setting of an extension that is not loaded yet until PostgreSQL 17 ("unrecognized
+# configuration parameter"): up to 16 those come after the restart that loads shared_preload_libraries.
+ALTER_SYSTEM_PLACEHOLDERS_SINCE = 17
+AFTER_RESTART_MARK = "-- After the restart that loads shared_preload_libraries"
+
+
+def alter_system_sections(profile: Profile, items: list[Setting]) -> tuple[list[Setting], list[Setting]]:
+    """The settings ALTER SYSTEM can take now, and the extensions' settings that must wait for the restart."""
+    if profile.postgres.version >= ALTER_SYSTEM_PLACEHOLDERS_SINCE:
+        return items, []
+    return [s for s in items if "." not in s.key], [s for s in items if "." in s.key]
+
+
 def offers_alter_system(profile: Profile) -> bool:
     """ALTER SYSTEM needs a superuser: a database the service runs (rds, cloudsql, azure) takes parameter groups
     or flags instead."""
@@ -777,11 +790,51 @@ def render(profile: Profile) -> Part:
                            inputs=i.describe(), conf_value=conf_value, comment=comment)
     files = {paths.POSTGRESQL_CONF: conf}
     if offers_alter_system(profile):
-        files[paths.ALTER_SYSTEM_SQL] = render_template("alter_system.sql.j2", profile=profile, settings=server,
+        now, later = alter_system_sections(profile, server)
+        files[paths.ALTER_SYSTEM_SQL] = render_template("alter_system.sql.j2", profile=profile, settings=now,
+                                                        after_restart=later, mark=AFTER_RESTART_MARK,
                                                         sql_value=sql_value)
     files[paths.ROLES_SQL] = render_template("roles.sql.j2", profile=profile,
                                              statements=role_statements(profile, items))
+    managed_files, managed_warnings, left_out = postgres_managed.render(profile, items, MANAGED_KINDS)
+    files.update(managed_files)
+    found = found + managed_warnings
     huge = next((s for s in items if s.key == "huge_pages"), None)
     derived = {"nr_hugepages": huge.inputs.get("vm.nr_hugepages") if huge else None,
-               "role_settings": [s.key for s in items if s.scope == "role"]}
+               "role_settings": [s.key for s in items if s.scope == "role"],
+               "managed_refused": left_out}
     return Part(settings=items, files=files, warnings=found, derived=derived)
+
+
+# ---------------------------------------------------------------- the README's sizing table
+# Three hosts the README shows side by side (generated here, checked by tests/test_dba.py): the rules
+# respond to memory, storage, the WAL disk and the write rate.
+SIZING_HOSTS: list[tuple[str, dict[str, Any]]] = [
+    ("1 GiB, hdd", {"memory": "1GiB", "cpus": 1, "storage": "hdd", "wal_disk": "4GiB", "write_rate": "5MB/s"}),
+    ("16 GiB, ssd", {"memory": "16GiB", "cpus": 8, "storage": "ssd", "wal_disk": "64GiB", "write_rate": "50MB/s"}),
+    ("512 GiB, nvme", {"memory": "512GiB", "cpus": 64, "storage": "nvme", "wal_disk": "500GiB",
+                       "write_rate": "400MB/s"}),
+]
+SIZING_KEYS = ["max_connections", "shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
+               "huge_pages", "max_wal_size", "min_wal_size", "checkpoint_timeout", "autovacuum_vacuum_cost_limit",
+               "random_page_cost", "effective_io_concurrency", "max_worker_processes"]
+
+
+def sizing_table(version: int = 16, workload: str = "web") -> str:
+    """A Markdown table of the key settings for SIZING_HOSTS (PostgreSQL `version`, `workload`, external)."""
+    columns = []
+    for _, hardware in SIZING_HOSTS:
+        profile = Profile.model_validate({"environment": "sizing", "hardware": {
+            "postgres": hardware, "redis": {"memory": "1GiB"}}, "postgres": {"version": version, "workload": workload}})
+        by_key = {s.key: s for s in settings(profile)}
+        column = {key: by_key[key].text if key in by_key else "(default)" for key in SIZING_KEYS}
+        pages = by_key["huge_pages"].inputs.get("vm.nr_hugepages")
+        if pages:
+            column["huge_pages"] += f" (vm.nr_hugepages {pages})"
+        columns.append(column)
+    rows = [["setting", *(name for name, _ in SIZING_HOSTS)], ["---"] * (len(SIZING_HOSTS) + 1)]
+    inputs = ["inputs", *(", ".join(f"{k} {v}" for k, v in hw.items() if k not in ("memory", "storage"))
+                          for _, hw in SIZING_HOSTS)]
+    rows.append(inputs)
+    rows += [[f"`{key}`", *(c[key] for c in columns)] for key in SIZING_KEYS]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"

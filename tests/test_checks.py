@@ -32,7 +32,8 @@ def test_every_check_is_registered() -> None:
     names = {c.__name__ for c in checks.CHECKS}
     assert names == {
         "pgbouncer_fits_postgres", "app_fits_pgbouncer", "postgres_fits_memory", "redis_fits_memory",
-        "postgres_wal_keeps_up", "postgres_io_method_allowed", "postgres_managed_is_external", "postgres_list_values",
+        "postgres_wal_keeps_up", "postgres_io_method_allowed", "postgres_managed_is_external", "postgres_managed_allows",
+        "postgres_list_values",
         "redis_queue_keeps_jobs", "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads",
         "llm_fits_gpu", "llm_ollama_fits_gpu", "llm_quantized_kv_needs_flash_attention", "llm_gated_model_has_token",
         "llm_scale_down_covers_load_time", "llm_scale_to_zero", "llm_startup_covers_load_time",

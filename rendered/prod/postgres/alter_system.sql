@@ -29,7 +29,6 @@ ALTER SYSTEM SET autovacuum_naptime = '30s';  -- DBA: check web tables more ofte
 ALTER SYSTEM SET autovacuum_vacuum_cost_limit = '4000';  -- DBA: nvme storage
 ALTER SYSTEM SET log_autovacuum_min_duration = '1s';  -- DBA: log autovacuum runs over 1s: which tables bloat, and how fast
 ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';  -- DBA: load pg_stat_statements at start: per-query time, calls and I/O
-ALTER SYSTEM SET pg_stat_statements.max = '10000';  -- DBA: keep 10000 distinct statements, not 5000
 ALTER SYSTEM SET track_io_timing = 'on';  -- DBA: time each block read and write (cheap on a TSC clock: pg_test_timing)
 ALTER SYSTEM SET log_lock_waits = 'on';  -- DBA: log a lock wait longer than deadlock_timeout (1s), with the blocking process
 ALTER SYSTEM SET log_temp_files = '0';  -- DBA: log every temporary file: a short query that spills needs more work_mem or an index
@@ -37,4 +36,9 @@ ALTER SYSTEM SET log_line_prefix = '%m [%p] %q%u@%d app=%a client=%h ';  -- DBA:
 ALTER SYSTEM SET checkpoint_timeout = '15min';  -- DBA: nvme: fewer full-page writes than 5min, recovery bounded by one interval
 ALTER SYSTEM SET superuser_reserved_connections = '3';  -- given by postgres.superuser_reserved_connections
 ALTER SYSTEM SET log_min_duration_statement = '200ms';  -- given by postgres.log_min_duration_statement
+SELECT pg_reload_conf();
+
+-- After the restart that loads shared_preload_libraries (PostgreSQL 16 refuses an
+-- extension's settings until the extension is loaded):
+ALTER SYSTEM SET pg_stat_statements.max = '10000';  -- DBA: keep 10000 distinct statements, not 5000
 SELECT pg_reload_conf();
