@@ -80,8 +80,13 @@ def sha(data: bytes | str) -> str:
 
 
 # ---------------------------------------------------------------- servers
-def make_roles(server: ls.Postgres) -> None:
+def make_roles(server: ls.Postgres, roles_sql: str) -> None:
+    """The drift roles, and the application's role with roles.sql's per-role timeouts applied."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE app LOGIN")
+        for line in roles_sql.splitlines():
+            if line.startswith("ALTER ROLE"):
+                conn.execute(line.split("  -- ")[0])  # type: ignore[call-overload]  # rendered SQL
         for role in (RO_ROLE, MIN_ROLE):
             conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_read_all_settings")
             conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
@@ -153,7 +158,7 @@ def stack() -> Iterator[Stack]:
     try:
         postgres = ls.start_postgres(bundle.files["postgres/postgresql.conf"])
         started.append(postgres)
-        make_roles(postgres)
+        make_roles(postgres, bundle.files["postgres/roles.sql"])
         pgbouncer = ls.start_pgbouncer(bundle.files["pgbouncer/pgbouncer.ini"], postgres)
         bouncers.append(pgbouncer)
         pool_size = bundle.target_settings("pgbouncer")["default_pool_size"].text
@@ -232,7 +237,7 @@ def changed_servers(stack: Stack) -> Iterator[tuple[ls.Postgres, ls.Redis]]:
     postgres = ls.start_postgres(stack.bundle.files["postgres/postgresql.conf"])
     redis = None
     try:
-        make_roles(postgres)
+        make_roles(postgres, stack.bundle.files["postgres/roles.sql"])
         redis = ls.start_redis(stack.bundle.files["redis/redis.conf"])
         yield postgres, redis
     finally:
@@ -255,6 +260,7 @@ def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET work_mem = '64MB'")
         conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+        conn.execute("ALTER ROLE app SET lock_timeout = '5s'")  # a per-role setting (roles.sql) changed by hand
         conn.execute("SELECT pg_reload_conf()")
         wait_for(conn, "SELECT setting, pending_restart FROM pg_settings WHERE name = 'work_mem'", ("65536", False))
         wait_for(conn, "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'", (True,))
@@ -272,6 +278,7 @@ def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls
     assert differences(report, "postgres") == {
         ("work_mem", CHANGED, settings["work_mem"].text, "64MB"),
         ("shared_buffers", PENDING_RESTART, settings["shared_buffers"].text, shared_buffers),
+        ("lock_timeout (role app)", CHANGED, settings["lock_timeout"].text, "5s"),
     }
     work_mem = next(d for d in report.target("postgres").differences if d.key == "work_mem")
     assert work_mem.source and re.search(r"postgresql\.auto\.conf:\d+$", work_mem.source)
