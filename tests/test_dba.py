@@ -475,6 +475,12 @@ def test_managed_services_get_their_own_file_not_alter_system() -> None:
         "postgres/cloudsql-flags.json"])
     flags = {f["name"]: f["value"] for f in cloudsql["settings"]["databaseFlags"]}
     assert "shared_buffers" not in flags and flags["max_connections"] == "200"
+    azure = json.loads(parts_of(variant("prod", {"postgres": {"managed": "azure"}})).postgres.files[
+        "postgres/azure-server-parameters.json"])
+    rows = {row["name"]: row for row in azure}
+    assert rows["shared_buffers"] == {"name": "shared_buffers", "value": "2097152", "static": True}
+    assert rows["work_mem"]["static"] is False
+    assert "huge_pages" not in rows and "superuser_reserved_connections" not in rows
 
 
 def test_managed_service_refuses_an_override_it_does_not_take() -> None:
