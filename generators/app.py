@@ -124,7 +124,7 @@ def redis_client(profile: Profile) -> list[Setting]:
         _duration_setting("REDIS_HEALTH_CHECK_INTERVAL_SECONDS", rc.health_check_interval,
                           "app.redis_client.health_check_interval"),
         Setting(TARGET, "REDIS_USERNAME", profile.redis.acl_user, profile.redis.acl_user,
-                "given by redis.acl_user: the app's ACL user (its password: secrets.redis_app_password)"),
+                "given by redis.acl_user: the app's Redis ACL user"),
     ]
 
 
