@@ -111,7 +111,7 @@ def prepare_threshold(profile: Profile) -> Setting:
            else f"pgbouncer max_prepared_statements is 0 in {mode} mode")
     return Setting(TARGET, "DB_PREPARE_THRESHOLD", None, "",
                    f"{why}: empty = never prepare server-side (psycopg prepare_threshold=None); a statement "
-                   "prepared on one server connection would be missing on the next", version=pb.version)
+                   "prepared on one server connection would be missing on the next", {"version": pb.version})
 
 
 def redis_client(profile: Profile) -> list[Setting]:

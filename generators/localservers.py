@@ -224,6 +224,24 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def pgbouncer_version() -> str:
+    """The local PgBouncer's minor version ("1.18"), as `pgbouncer.version` names it."""
+    result = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"PgBouncer (\d+)\.(\d+)", result.stdout)
+    if not match:
+        raise ServerError(f"cannot read the PgBouncer version: {result.stdout!r} {result.stderr!r}")
+    return f"{match[1]}.{match[2]}"
+
+
+def redis_version() -> str:
+    """The local redis-server's minor version ("7.0"), as `redis.version` names it."""
+    result = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"v=(\d+)\.(\d+)", result.stdout)
+    if not match:
+        raise ServerError(f"cannot read the Redis version: {result.stdout!r}")
+    return f"{match[1]}.{match[2]}"
+
+
 def rewrite_ini(text: str, pgbouncer_settings: dict[str, str | None], database_spec: str | None = None) -> str:
     """Replace (or add) [pgbouncer] keys, and point every [databases] entry at a local server."""
     out: list[str] = []
