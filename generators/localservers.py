@@ -280,16 +280,21 @@ def _dbname(spec: str, default: str) -> str:
 
 
 def start_pgbouncer(ini_text: str, postgres: Postgres, workdir: Path | None = None, port: int | None = None,
-                    admin_user: str = "postgres") -> PgBouncer:
-    """Run the rendered pgbouncer.ini with ports and auth rewritten for a local, trusted PostgreSQL."""
+                    admin_user: str = "postgres", userlist_text: str | None = None) -> PgBouncer:
+    """Run the rendered pgbouncer.ini with ports and auth rewritten for a local, trusted PostgreSQL.
+
+    With `userlist_text` the rendered authentication (auth_type, auth_user, auth_query) is kept as it is and
+    the userlist holds that text (the auth_user's line, as the Secret would)."""
     workdir = workdir or make_workdir("perfstack-pgb-")
     port = port or free_port()
     userlist = workdir / "userlist.txt"
-    _write(userlist, f'"{admin_user}" ""\n"perfstack_ro" ""\n')
+    _write(userlist, userlist_text if userlist_text is not None else f'"{admin_user}" ""\n"perfstack_ro" ""\n')
     log = workdir / "pgbouncer.log"
+    auth: dict[str, str | None] = {} if userlist_text is not None else {
+        "auth_type": "trust", "auth_user": None, "auth_query": None}
     local = {
         "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": str(workdir),
-        "auth_type": "trust", "auth_file": str(userlist), "auth_user": None, "auth_query": None,
+        "auth_file": str(userlist), **auth,
         "logfile": str(log), "pidfile": str(workdir / "pgbouncer.pid"),
         "admin_users": f"{admin_user}", "stats_users": f"{admin_user},perfstack_ro",
     }
