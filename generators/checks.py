@@ -50,9 +50,7 @@ def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
 def app_surge(profile: Profile, parts: Parts) -> int:
     """Pods a rolling update adds above autoscaling.api.max_replicas: app.max_surge, or Kubernetes' default
     maxSurge of 25%, rounded up."""
-    if profile.app.max_surge is not None:
-        return profile.app.max_surge
-    return math.ceil(parts.autoscaling.value("api.max_replicas") * 25 / 100)
+    return profile.api_surge()
 
 
 def app_client_connections(profile: Profile, parts: Parts) -> tuple[int, int, int]:

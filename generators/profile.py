@@ -645,6 +645,13 @@ class Profile(Strict):
     workers: Workers | None = None
     vector: Vector | None = None
 
+    def api_surge(self) -> int:
+        """Pods the app's rolling update adds above autoscaling.api.max_replicas: app.max_surge, or Kubernetes'
+        default maxSurge of 25%, rounded up."""
+        if self.app.max_surge is not None:
+            return self.app.max_surge
+        return -(-self.autoscaling.api.max_replicas * 25 // 100)
+
     def llm_autoscaled(self) -> bool:
         """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""
         return self.llm is not None and self.llm.server == "vllm" and self.hardware.gpu is not None
