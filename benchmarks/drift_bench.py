@@ -21,9 +21,9 @@ from pathlib import Path
 import psycopg
 
 from generators import localservers as ls
+from generators.bench import adapt_profile, local_pgbouncer_version
 from generators.drift import Endpoints, detect, format_text
 from generators.render import render
-from generators.bench import adapt_profile, local_pgbouncer_version
 from generators.validation import load_profile
 
 TARGET_S = 1.0

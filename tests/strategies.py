@@ -21,9 +21,8 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from generators import llm as llm_rules
-from generators import models
+from generators import models, serverversions
 from generators import postgres as pg_rules
-from generators import serverversions
 from generators.profile import Profile
 
 MIB, GIB = 1024**2, 1024**3

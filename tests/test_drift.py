@@ -32,7 +32,6 @@ from generators.drift import postgres as pg_drift
 from generators.drift import prometheus as prom_drift
 from generators.drift import redis as redis_drift
 from generators.drift.report import CHANGED, EXTRA, MISSING, PENDING_RESTART, DriftReport
-
 from generators.render import render
 
 from .conftest import PROFILES, local_pgbouncer_profile, rendered_bundle, run_cli

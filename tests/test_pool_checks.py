@@ -22,11 +22,6 @@ def errors(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
     return [f for f in run_checks(variant(base, overrides)) if f.severity == "error" and f.check == name]
 
 
-def timeout_errors(base: str, overrides: dict[str, Any], name: str) -> list[Finding]:
-    return errors(base, overrides, "timeouts_nest") and [
-        f for f in run_checks(variant(base, overrides)) if f.check == name]
-
-
 # ---------------------------------------------------------------- the connection budget
 def test_a_second_role_doubles_the_server_connections_and_max_db_connections_enforces_them() -> None:
     two = {"pgbouncer": {"users": ["app", "reporting"]}}
