@@ -31,7 +31,9 @@ def pg_key(profile: Profile, name: str) -> str:
 def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
     pb = profile.pgbouncer
     pool, reserve = parts.pgbouncer.value("default_pool_size"), parts.pgbouncer.value("reserve_pool_size")
-    needed = parts.pgbouncer.derived["server_connections"]
+    steady = parts.pgbouncer.derived["server_connections"]
+    surge = parts.pgbouncer.derived["surge_server_connections"]  # PgBouncer's own rolling update: one more pod
+    needed = steady + surge
     max_conn = parts.postgres.value("max_connections")
     reserved = parts.postgres.value("superuser_reserved_connections")
     available = max_conn - reserved
@@ -41,7 +43,8 @@ def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
     return [Finding(
         "pgbouncer_fits_postgres",
         f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} databases x {users} users "
-        f"(one pool per database and user) x ({pool} + {reserve}) = {needed} server connections but "
+        f"(one pool per database and user) x ({pool} + {reserve}) = {steady} server connections, + {surge} for the "
+        f"surge pod of its own rolling update = {needed}, but "
         f"{pg_key(profile, 'max_connections')} {max_conn} - {reserved} reserved leaves {available}",
         "error", ("pgbouncer.users" if users > 1 else "pgbouncer.default_pool_size",
                   "pgbouncer.default_pool_size", pg_key(profile, "max_connections")))]

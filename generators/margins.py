@@ -88,7 +88,7 @@ def margins(profile: Profile, parts: Parts) -> list[Margin]:
     found: list[Margin] = []
     pb = profile.pgbouncer
     found.append(Margin("pgbouncer_fits_postgres", "PostgreSQL server connections",
-                        parts.pgbouncer.derived["server_connections"],
+                        parts.pgbouncer.derived["server_connections"] + parts.pgbouncer.derived["surge_server_connections"],
                         parts.postgres.value("max_connections") - parts.postgres.value("superuser_reserved_connections"),
                         "connections", ("pgbouncer.default_pool_size", "pgbouncer.reserve_pool_size",
                                         "pgbouncer.replicas", "pgbouncer.users", "postgres.max_connections")))

@@ -27,6 +27,9 @@ SERVER_CA_FILE = paths.PGBOUNCER_SERVER_CA_FILE
 LOOKUP_SCHEMA = "pgbouncer"
 LOOKUP_FUNCTION = f"{LOOKUP_SCHEMA}.user_lookup"
 AUTH_QUERY = f"SELECT uname, phash FROM {LOOKUP_FUNCTION}($1)"
+# PgBouncer's own rolling update starts this many extra pods (maxSurge; maxUnavailable 0): during it each database
+# sees one more PgBouncer's pools, so PostgreSQL must hold those too (checks.pgbouncer_fits_postgres).
+ROLLING_SURGE = 1
 CNPG_SERVICE = "postgres"  # the Service objects/workloads renders for the CloudNativePG primary
 # TCP keepalives: a dead peer (a failed-over database, a vanished client) is found after idle + count x interval
 # = 60 + 6 x 10 s = 2 min, and an idle pooled connection sends a probe every minute, well inside the idle
@@ -221,6 +224,8 @@ def render(profile: Profile) -> Part:
     items = settings(profile)
     ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile))
     return Part(settings=items, files={paths.PGBOUNCER_INI: ini, paths.PGBOUNCER_AUTH_SQL: auth_sql_file(profile)},
-                derived={"server_connections": server_connections(profile, items), "server_host": server_host(profile),
+                derived={"server_connections": server_connections(profile, items),
+                         "surge_server_connections": server_connections(profile, items) // profile.pgbouncer.replicas
+                         * ROLLING_SURGE, "rolling_surge": ROLLING_SURGE, "server_host": server_host(profile),
                          "auth_sql": auth_sql(profile), "image": serverversions.PGBOUNCER_RELEASES[
                              profile.pgbouncer.version].image})

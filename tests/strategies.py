@@ -118,12 +118,13 @@ def profile_documents(draw: Any) -> dict[str, Any]:
     pool = draw(st.integers(1, 60))
     reserve = draw(st.integers(0, 10))
     server_conns = replicas * len(databases) * len(users) * (pool + reserve)
+    surge_conns = len(databases) * len(users) * (pool + reserve)  # PgBouncer's own rolling update: one more pod
     workload = draw(st.sampled_from(["web", "oltp", "dw", "desktop", "mixed"]))
     reserved = draw(st.integers(0, 10))
     postgres: dict[str, Any] = {"version": draw(st.integers(10, 18)), "workload": workload,
                                 "superuser_reserved_connections": reserved}
-    if pg_rules.DEFAULT_CONNECTIONS[workload] - reserved < server_conns or draw(st.booleans()):
-        postgres["max_connections"] = server_conns + reserved + draw(st.integers(0, 500))
+    if pg_rules.DEFAULT_CONNECTIONS[workload] - reserved < server_conns + surge_conns or draw(st.booleans()):
+        postgres["max_connections"] = server_conns + surge_conns + reserved + draw(st.integers(0, 500))
 
     # ---- timeouts nest: statement <= query < http; SLOs inside them
     # PgBouncer's query_timeout counts the queue wait too: query >= query_wait + statement; the app's pool timeout

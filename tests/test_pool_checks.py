@@ -30,10 +30,11 @@ def test_a_second_role_doubles_the_server_connections_and_max_db_connections_enf
     assert parts.pgbouncer.derived["server_connections"] == 100
     assert parts.pgbouncer.value("max_db_connections") == 50  # per PgBouncer and database: 2 x (20 + 5)
     assert config_parts(variant("prod", {})).pgbouncer.value("max_db_connections") == 25
-    # 103 - 3 reserved = 100 fits exactly; 102 does not.
-    assert errors("prod", {**two, "postgres": {"max_connections": 103}}, "pgbouncer_fits_postgres") == []
-    [error] = errors("prod", {**two, "postgres": {"max_connections": 102}}, "pgbouncer_fits_postgres")
-    assert "2 replicas x 1 databases x 2 users (one pool per database and user) x (20 + 5) = 100" in error.message
+    # + 50 for PgBouncer's own surge pod while it rolls: 153 - 3 reserved = 150 fits exactly; 152 does not.
+    assert errors("prod", {**two, "postgres": {"max_connections": 153}}, "pgbouncer_fits_postgres") == []
+    [error] = errors("prod", {**two, "postgres": {"max_connections": 152}}, "pgbouncer_fits_postgres")
+    assert "2 replicas x 1 databases x 2 users (one pool per database and user) x (20 + 5) = 100 server connections" \
+        ", + 50 for the surge pod of its own rolling update = 150" in error.message
     assert error.keys[0] == "pgbouncer.users"
 
 

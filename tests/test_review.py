@@ -290,7 +290,7 @@ def test_explain_says_rule_default_for_a_key_no_file_writes() -> None:
     result = run_cli("--profiles-dir", PROFILES, "explain", "dev", "postgres.max_connections")
     assert result.exit_code == 0
     assert "set by: postgres.max_connections (rule default), postgres.workload (" in result.stdout
-    assert "feeds:  pgbouncer_fits_postgres: PostgreSQL server connections: 25 of 197" in result.stdout
+    assert "feeds:  pgbouncer_fits_postgres: PostgreSQL server connections: 50 of 197" in result.stdout
 
 
 def test_the_hpa_cpu_target_states_the_request_it_is_relative_to() -> None:

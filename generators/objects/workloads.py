@@ -146,7 +146,8 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "replicas": pb.replicas,
             "selector": {"matchLabels": _selector(profile, "pgbouncer")},
             # Never fewer pools than the profile sized the connections for while pods roll.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0,
+                                                                      "maxSurge": parts.pgbouncer.derived["rolling_surge"]}},
             "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume],
                                                                    "affinity": disruption.anti_affinity(profile, "pgbouncer")}),
         },
