@@ -261,3 +261,18 @@ def test_redis_maxmemory_is_75_percent() -> None:
     # dev: 1GiB x 0.75 = 768MiB; prod: 8GiB x 0.75 = 6GiB
     assert rendered_bundle("dev").setting("redis.maxmemory").value == 768 * 1024**2
     assert rendered_bundle("prod").setting("redis.maxmemory").value == 6 * 1024**3
+
+
+def test_the_queue_redis_fsyncs_every_job_and_never_evicts() -> None:
+    # prod's queue Redis (redis-queue/redis.conf), read by a real redis-server.
+    server = localservers.start_redis(rendered_bundle("prod").files["redis-queue/redis.conf"])
+    client = redis_client.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
+    try:
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("lazyfree-lazy-eviction") == {"lazyfree-lazy-eviction": "no"}  # never evicts anyway
+        assert client.rpush("jobs", "a") == 1 and client.info("persistence")["aof_enabled"] == 1
+    finally:
+        client.close()
+        server.cleanup()
