@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from . import models
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
-from .pgversions import NEWEST, OLDEST, version_problem
+from .pgversions import NEWEST, OLDEST, value_problem, version_problem
 from .postgres import MANAGED_KINDS, parse_override
 from .profile import Postgres, Profile
 
@@ -147,8 +147,10 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
     if not isinstance(settings, dict):
         return []
     known = known_postgres_parameters()
-    problems = []
+    known_sorted = sorted(known)
+    problems: list[Problem] = []
     seen: dict[str, str] = {}
+    unknown = 0
     for name, value in settings.items():
         key = f"postgres.settings.{name}"
         lowered = name.lower() if isinstance(name, str) else ""
@@ -161,9 +163,12 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
         elif lowered in known and (why := _version_problem(name, source)) is not None:
             problems.append(source.problem([key], f"{why}; remove the override or change postgres.version"))
         elif lowered not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
-            hint = difflib.get_close_matches(lowered, sorted(known), n=1)
+            unknown += 1  # did-you-mean costs ~1 ms a name: only the first few get one (9,000 would take 13 s)
+            hint = difflib.get_close_matches(lowered, known_sorted, n=1) if unknown <= MAX_HINTS else []
             problems.append(source.problem([key], "unknown PostgreSQL parameter"
                                            + (f"; did you mean '{hint[0]}'?" if hint else "")))
+        elif lowered in known and (why := _value_problem(lowered, value, source)) is not None:
+            problems.append(source.problem([key], why))
         elif lowered in MANAGED_KINDS and isinstance(value, (str, int, float, bool)):
             try:
                 parse_override(lowered, value)
@@ -172,6 +177,21 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
         if isinstance(name, str):
             seen.setdefault(lowered, name)
     return problems
+
+
+MAX_HINTS = 20  # unknown postgres.settings names that get a did-you-mean
+
+
+def _settings_version(source: Source) -> int | None:
+    version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
+    if not isinstance(version, int) or isinstance(version, bool) or not OLDEST <= version <= NEWEST:
+        return None  # the model reports a bad version itself
+    return version
+
+
+def _value_problem(name: str, value: Any, source: Source) -> str | None:
+    version = _settings_version(source)
+    return None if version is None else value_problem(name, value, version)
 
 
 def _version_problem(name: str, source: Source) -> str | None:
