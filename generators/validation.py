@@ -18,11 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models
+from . import models, units
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import NEWEST, OLDEST, value_problem, version_problem
 from .postgres import MANAGED_KINDS, parse_override
+from .redis import maxmemory_bytes as redis_maxmemory_bytes
 from .profile import Postgres, Profile
 
 # ---------------------------------------------------------------- literal secrets
@@ -231,6 +232,28 @@ def _identity_problems(source: Source, file_name: str) -> list[Problem]:
     return problems
 
 
+def _rounding_problems(profile: Profile, source: Source) -> list[Problem]:
+    """Values a server would read in a coarser unit than the profile gives, where rounding changes the meaning:
+    Redis and the vector cache read whole seconds (500ms becomes 0: never time out), and a Redis maxmemory
+    under 1 MiB is rendered as 0, which Redis reads as unlimited."""
+    problems = []
+    whole_seconds = [("redis.timeout", profile.redis.timeout, "Redis reads whole seconds; 0 means never"),
+                     ("redis.tcp_keepalive", profile.redis.tcp_keepalive, "Redis reads whole seconds; 0 means off")]
+    if profile.vector is not None:
+        whole_seconds.append(("vector.cache.ttl", profile.vector.cache.ttl, "the cache reads whole seconds"))
+    for key, ms, why in whole_seconds:
+        if ms % 1000:
+            problems.append(source.problem([key], f"{units.format_duration(ms)} is not a whole number of seconds "
+                                           f"({why}): it would be rendered as {ms // 1000}s; give whole seconds"))
+    maxmemory = redis_maxmemory_bytes(profile)
+    if maxmemory < units.MIB:
+        what = ("it would be rendered as 0, which Redis reads as no limit at all" if maxmemory == 0 else
+                "less than Redis's own overhead, so every write would be refused or evicted")
+        problems.append(source.problem(["redis.maxmemory", "hardware.redis.memory"], (
+            f"redis.maxmemory comes to {maxmemory} bytes, under 1 MiB: {what}; give at least 1MiB")))
+    return problems
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
     if data.pop("abstract", False) is True:
@@ -251,6 +274,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
+    if rounded := _rounding_problems(profile, source):
+        raise ProfileError(_in_reading_order(rounded, source))
     if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
         raise ProfileError(_in_reading_order(identity, source))
     return _with_architecture(profile, source)
