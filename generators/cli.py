@@ -156,6 +156,11 @@ def _render_all(ctx: click.Context, out: Path | None, check: bool) -> None:
             problems.append(str(exc))
     if problems:  # nothing is written unless every profile renders
         raise UsageError("\n".join(problems))
+    if not check:  # every output folder is perfstack's before any is written
+        from .output import check_owned, target_folder
+
+        for bundle in bundles:
+            check_owned(target_folder(root / bundle.profile.environment))
     stale = False
     for bundle in bundles:
         _print_warnings(bundle)

@@ -349,7 +349,7 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
     """Load one profile file and its `extends:` parents into merged plain data."""
     shown = display_path(path)
     if not os.path.lexists(path):
-        raise _fail(shown, "profile not found", line=1)
+        raise _fail(shown, "profile not found")
     document = _read_yaml(path, shown)  # refuses symlink loops, directories, FIFOs and devices first
     resolved = path.resolve()  # it opened, so it resolves
     if document is None:
