@@ -8,6 +8,8 @@ profile.py holds the model only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 from collections.abc import Iterator
@@ -35,9 +37,24 @@ SECRET_NAME = re.compile(r"(^|[_-])(api|private|access|secret|signing|encryption
                          r"|(^|[_-])((api|auth|access|bearer|refresh|session|client|hf|github|gitlab|slack|openai)[_-]?)?token$")
 # PostgreSQL parameters named after passwords that hold none.
 NOT_SECRETS = frozenset({"password_encryption", "ssl_passphrase_command_supports_reload"})
-# Values that carry a credential inside them: a URL with user:password@, or libpq's password=.
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
-KEYWORD_PASSWORD = re.compile(r"(^|[\s;,])(password|passwd|requirepass|masterauth)\s*[=:]\s*\S", re.IGNORECASE)
+# Values that carry a credential inside them, whatever key holds them (a host, an image, a label, a URL):
+# - a URL with userinfo (scheme://user:password@ or scheme://token@), and user:password@host without a scheme
+#   (not an image's tag@sha256:digest);
+URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@?#]+@", re.IGNORECASE)
+BARE_USERINFO = re.compile(r"(^|[\s,;=(\[\"'<])[^\s:@/,;=\"']+:[^\s@/]+@(?!(sha256|sha384|sha512):)[A-Za-z0-9\[]",
+                           re.IGNORECASE)
+# - libpq's password= and sslpassword=, Redis's requirepass, any *password/*secret/*token/api key written as
+#   key=value (or key: value for the password words), and credentials in a query string (?access_token=, &key=);
+KEYWORD_PASSWORD = re.compile(r"(^|[\s;,?&])[\w.-]*(password|passwd|pwd|passphrase|requirepass|masterauth)\s*[=:]\s*[^\s&;,]",
+                              re.IGNORECASE)
+KEYWORD_TOKEN = re.compile(r"(^|[\s;,?&])[\w.-]*(secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+                           r"\s*=\s*[^\s&;,]", re.IGNORECASE)
+QUERY_CREDENTIAL = re.compile(r"[?&](key|sig|signature|auth|jwt|code|x-amz-signature|x-goog-signature)=[^\s&#]",
+                              re.IGNORECASE)
+# - an HTTP Authorization value (Basic/Bearer/Token scheme), and a bare base64 user:password (basic auth in a
+#   label or an annotation, where spaces and '=' cannot stand).
+AUTH_HEADER = re.compile(r"\b(basic|bearer)\s+([A-Za-z0-9+/=._~-]{8,})", re.IGNORECASE)
+BASE64_WORD = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 
 HOW_TO_REFERENCE = (
     "secrets are never written in a profile: reference a Kubernetes Secret instead, e.g. "
@@ -53,7 +70,29 @@ def _secret_key(name: str) -> bool:
 
 
 def _secret_value(value: str) -> bool:
-    return bool(URL_WITH_PASSWORD.search(value) or KEYWORD_PASSWORD.search(value))
+    if len(value) > 4096:  # no profile string is this long; keep the scan bounded anyway
+        value = value[:4096]
+    return bool(URL_WITH_USERINFO.search(value) or BARE_USERINFO.search(value) or KEYWORD_PASSWORD.search(value)
+                or KEYWORD_TOKEN.search(value) or QUERY_CREDENTIAL.search(value) or any(_auth_header(m) for m in AUTH_HEADER.finditer(value))
+                or any(_basic_credential(word) for word in BASE64_WORD.findall(value)))
+
+
+def _auth_header(match: re.Match[str]) -> bool:
+    """`Basic <base64 user:password>`, or `Bearer <token>` (a token has digits, or is long; prose has neither)."""
+    word = match.group(2)
+    if match.group(1).lower() == "basic":
+        return _basic_credential(word)
+    return any(c.isdigit() for c in word) or len(word) >= 20
+
+
+def _basic_credential(word: str) -> bool:
+    """A base64 word that decodes to printable `user:password` (what an Authorization: Basic header carries)."""
+    padded = word + "=" * (-len(word) % 4)
+    try:
+        decoded = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return re.fullmatch(rb"[\x21-\x39\x3b-\x7e]{1,64}:[\x21-\x7e]{3,}", decoded) is not None
 
 
 def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
@@ -77,7 +116,10 @@ def literal_secrets(source: Source) -> list[Problem]:
                 and value not in ("", None)):
             what = f"'{name}' holds a literal credential"
         elif isinstance(value, str) and _secret_value(value):
-            what = "this value embeds a password (user:password@ in a URL, or password=)"
+            what = ("this value embeds a credential (user:password@ or a token in a URL, password= or "
+                    "sslpassword=, a token in a query string, or basic/bearer auth)")
+        elif isinstance(name, str) and _secret_value(name):
+            what = "this key embeds a credential"
         else:
             continue
         problems.append(source.problem([dotted(path)], f"{what}; {HOW_TO_REFERENCE}"))
