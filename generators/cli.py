@@ -428,12 +428,15 @@ def bench_command(ctx: click.Context, env: str, local_hardware: bool, scale: int
 @click.option("--kubernetes", is_flag=True, help="Compare the rendered Kubernetes objects (kubeconfig or in-cluster).")
 @click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context for --kubernetes.")
 @click.option("--pulumi-stack", metavar="NAME", help="Pulumi stack to refresh and preview (needs the pulumi CLI).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 3600), default=None, metavar="SECONDS",
+              help="One deadline for the whole run (default: 5 s per target); a target not answered by then is "
+                   "reported as an error.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 @click.pass_context
 @handles_errors
 def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgbouncer_dsn: str | None,
                   redis_url: str | None, prometheus_url: str | None, kubernetes: bool, kube_context: str | None,
-                  pulumi_stack: str | None, fmt: str) -> None:
+                  pulumi_stack: str | None, timeout_s: float | None, fmt: str) -> None:
     """Compare live systems with what ENV's profile renders; exit 1 on drift, 2 when a target is unreadable."""
     from .drift import Endpoints, detect, format_report
 
@@ -445,7 +448,7 @@ def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgboun
     if not endpoints.any():
         raise UsageError("drift needs at least one live system: --postgres, --pgbouncer, --redis, --prometheus, "
                          "--kubernetes or --pulumi-stack")
-    report = detect(load_bundle(ctx, env), endpoints)
+    report = detect(load_bundle(ctx, env), endpoints, timeout_s)
     click.echo(format_report(report, fmt), nl=False)
     sys.exit(report.exit_code)
 

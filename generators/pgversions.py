@@ -133,9 +133,9 @@ def _number_problem(name: str, value: Any, row: dict[str, Any], where: str) -> s
         except units.UnitError as exc:
             return f"{name}: {exc}"
     if vartype == "integer" and number != int(number):
-        low, high = math.floor(number), math.ceil(number)
+        below, above = math.floor(number), math.ceil(number)
         return (f"{value!r} is not a whole number of {base or 'units'} for {name}: {where} would round it "
-                f"(to {int(round(number))}); write {low} or {high}{' (in units of ' + base + ')' if base else ''}")
+                f"(to {int(round(number))}); write {below} or {above}{' (in units of ' + base + ')' if base else ''}")
     low, high = _limit(row["min_val"]), _limit(row["max_val"])
     if not low <= number <= high:
         in_units = f" {base}" if base else ""

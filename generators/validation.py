@@ -25,8 +25,8 @@ from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import NEWEST, OLDEST, value_problem, version_problem
 from .postgres import MANAGED_KINDS, parse_override
-from .redis import maxmemory_bytes as redis_maxmemory_bytes
 from .profile import Postgres, Profile
+from .redis import maxmemory_bytes as redis_maxmemory_bytes
 
 # ---------------------------------------------------------------- literal secrets
 # Parts of a key name (split on _ - .) that mean "this value is a credential", and credential-shaped
