@@ -184,13 +184,13 @@ def _only_comments(head: bytes) -> bool:
 
 def _read_yaml(path: Path, shown: str) -> Any:
     raw = _read_bounded(path, shown)
+    _refuse_hostile_text(raw, shown)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad_line = raw[: exc.start].count(b"\n") + 1
         raise _fail(shown, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
                     line=bad_line) from None
-    _refuse_hostile_text(raw, shown)
     deep = _flow_too_deep(text)
     if deep is not None:  # checked before parsing: the parser slows down quadratically with flow depth
         raise _fail(shown, f"YAML nested deeper than {MAX_DEPTH} levels", line=deep)
@@ -342,6 +342,14 @@ def _known_profiles(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.y*ml"))
 
 
+def _resolved(path: Path) -> Path | None:
+    """The real path, or None where it cannot be resolved (a symlink loop: reading it says so)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -372,10 +380,10 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
                     f"'.'), got {parent_name!r}", line=line, column=column, key="extends")
     parent_path = path.parent / f"{parent_name.removesuffix('.yaml')}.yaml"
     chain = _chain + (resolved,)
-    if parent_path.resolve() in chain:
-        cycle = " -> ".join(p.stem for p in chain + (parent_path.resolve(),))
+    if _resolved(parent_path) in chain:
+        cycle = " -> ".join(p.stem for p in chain + (parent_path,))
         raise _fail(shown, f"extends cycle: {cycle}", line=line, column=column, key="extends")
-    if not parent_path.exists():
+    if not os.path.lexists(parent_path):
         known = _known_profiles(path.parent)
         hint = difflib.get_close_matches(parent_name, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (profiles here: {', '.join(known) or 'none'})"

@@ -118,8 +118,10 @@ def literal_secrets(source: Source) -> list[Problem]:
         elif isinstance(value, str) and _secret_value(value):
             what = ("this value embeds a credential (user:password@ or a token in a URL, password= or "
                     "sslpassword=, a token in a query string, or basic/bearer auth)")
-        elif isinstance(name, str) and _secret_value(name):
-            what = "this key embeds a credential"
+        elif isinstance(name, str) and _secret_value(name):  # named by its mapping: the key itself is the secret
+            problems.append(source.problem([dotted(path[:-1])], f"a key of this mapping embeds a credential; "
+                                           f"{HOW_TO_REFERENCE}"))
+            continue
         else:
             continue
         problems.append(source.problem([dotted(path)], f"{what}; {HOW_TO_REFERENCE}"))
