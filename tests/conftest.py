@@ -104,6 +104,13 @@ def profile_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def as_written(bundle: Bundle) -> dict[str, bytes]:
+    """What write_bundle leaves in a folder: the bundle's files and perfstack's ownership marker."""
+    from generators.output import MARKER, MARKER_TEXT
+
+    return {**{rel: text.encode("utf-8") for rel, text in bundle.files.items()}, MARKER: MARKER_TEXT.encode()}
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder, by relative path, with its bytes (to prove a folder was left untouched)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

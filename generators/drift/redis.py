@@ -10,11 +10,10 @@ line with its password; tests/test_workloads.py judges its rules with ACL DRYRUN
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import units
 from ..bundle import Bundle
-from .report import CHANGED, MISSING, Difference, TargetReport, failed
+from .report import CHANGED, MISSING, Difference, TargetReport, failed, redact_url
 
 TARGET = "redis"
 TIMEOUT_S = 3
@@ -67,12 +66,7 @@ def compare(bundle: Bundle, config: dict[str, str]) -> tuple[list[Difference], i
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return redact_url(url)
 
 
 def read(url: str, keys: list[str]) -> dict[str, str]:
