@@ -211,7 +211,8 @@ def redact(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except Exception:  # noqa: BLE001 - an unparsable DSN is reported by connect; never echo it raw
         return "<unparsable DSN>"
-    params.pop("password", None)
+    for key in ("password", "sslpassword"):
+        params.pop(key, None)
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
