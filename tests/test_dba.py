@@ -24,7 +24,7 @@ from generators.objects import workloads
 from generators.postgres import Inputs
 from generators.profile import Profile
 
-from .conftest import REPO, parts_of, run_checks, variant
+from .conftest import REPO, local_pgbouncer_profile, parts_of, run_checks, variant
 
 GB = 1024 * 1024  # kB
 MB = 1024  # kB
@@ -404,7 +404,7 @@ def test_rendered_settings_start_a_real_server() -> None:
 
 @pytest.fixture(scope="module")
 def role_stack() -> Iterator[tuple[localservers.Postgres, localservers.PgBouncer]]:
-    p = variant("dev", {"postgres": {"statement_timeout": "2s", "lock_timeout": "300ms"}})
+    p = local_pgbouncer_profile("dev", {"postgres": {"statement_timeout": "2s", "lock_timeout": "300ms"}})
     files = postgres.render(p).files
     pg = localservers.start_postgres(files["postgres/postgresql.conf"])
     bouncer = None
