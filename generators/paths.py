@@ -9,6 +9,7 @@ from __future__ import annotations
 POSTGRESQL_CONF = "postgres/postgresql.conf"
 ALTER_SYSTEM_SQL = "postgres/alter_system.sql"
 PGBOUNCER_INI = "pgbouncer/pgbouncer.ini"
+PGBOUNCER_AUTH_SQL = "pgbouncer/auth_query.sql"  # the auth_query lookup function, applied in each pooled database
 REDIS_CONF = "redis/redis.conf"
 VLLM_ARGS = "llm/vllm.args"
 OLLAMA_ENV = "llm/ollama.env"
@@ -23,3 +24,4 @@ KUBERNETES_DIR = "kubernetes"
 PGBOUNCER_AUTH_FILE = "/etc/pgbouncer/userlist.txt"
 PGBOUNCER_TLS_CERT_FILE = "/etc/pgbouncer/tls.crt"  # from the kubernetes.io/tls Secret secrets.pgbouncer_tls
 PGBOUNCER_TLS_KEY_FILE = "/etc/pgbouncer/tls.key"
+PGBOUNCER_SERVER_CA_FILE = "/etc/pgbouncer/server-ca.crt"  # from the Secret secrets.postgres_ca

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models, units
+from . import models, serverversions, units
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import NEWEST, OLDEST, value_problem, version_problem
@@ -224,6 +224,31 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
     return problems
 
 
+def _check_server_settings(source: Source, path: tuple[str, ...], component: serverversions.Component) -> list[Problem]:
+    """`pgbouncer.settings` / `redis.settings` (and `workers.redis.settings`): each name one the chosen version
+    knows, each value of its type and range (serverversions.parse)."""
+    section: Any = source.data
+    for part in path:
+        section = section.get(part) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("settings"), dict):
+        return []
+    version = section.get("version", component.default)
+    if version not in component.versions:
+        return []  # the model reports a bad version itself
+    problems = []
+    for name, value in section["settings"].items():
+        key = ".".join((*path, "settings", str(name)))
+        why = serverversions.name_problem(component, str(name), str(version))
+        if why is None:
+            try:
+                serverversions.parse(component, str(name), value)
+            except ValueError as exc:
+                why = str(exc)
+        if why is not None:
+            problems.append(source.problem([key], why))
+    return problems
+
+
 MAX_HINTS = 20  # unknown postgres.settings names that get a did-you-mean
 
 
@@ -310,7 +335,10 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
     data.setdefault("environment", default_environment)
     if secrets := literal_secrets(source):
         raise ProfileError(secrets)
-    problems = _check_postgres_settings(source)
+    problems = (_check_postgres_settings(source)
+                + _check_server_settings(source, ("pgbouncer",), serverversions.PGBOUNCER)
+                + _check_server_settings(source, ("redis",), serverversions.REDIS)
+                + _check_server_settings(source, ("workers", "redis"), serverversions.REDIS))
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
