@@ -76,12 +76,16 @@ def _checks(bundle: Bundle, endpoints: Endpoints) -> list[tuple[str, Callable[[]
 
 
 DEFAULT_TIMEOUT_PER_TARGET_S = 5.0
+# The Pulumi target runs the Pulumi engine (a preview against the stack's state and the cluster): its default share
+# of the deadline is that of a preview, not of one server query.
+DEFAULT_TIMEOUT_S = {"pulumi": 120.0}
 TARGET_MEMORY_BYTES = 1024**3  # address space of one target's child: Python, its client, and a bounded answer
 MAX_REPORT_BYTES = 16 * 1024 * 1024  # what one child may send back
 
 
 def default_timeout(endpoints: Endpoints) -> float:
-    return DEFAULT_TIMEOUT_PER_TARGET_S * max(1, len(_names(endpoints)))
+    names = _names(endpoints)
+    return sum(DEFAULT_TIMEOUT_S.get(name, DEFAULT_TIMEOUT_PER_TARGET_S) for name in names) or DEFAULT_TIMEOUT_PER_TARGET_S
 
 
 def _names(endpoints: Endpoints) -> list[str]:
