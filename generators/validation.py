@@ -315,7 +315,8 @@ def _rounding_problems(profile: Profile, source: Source) -> list[Problem]:
             problems.append(source.problem([key], f"{units.format_duration(ms)} is not a whole number of seconds "
                                            f"({why}): it would be rendered as {ms // 1000}s; give whole seconds"))
     maxmemory = redis_maxmemory_bytes(profile)
-    if maxmemory < units.MIB:
+    explicit_zero = not isinstance(profile.redis.maxmemory, float) and maxmemory == 0  # the checks' own case
+    if maxmemory < units.MIB and not explicit_zero:
         what = ("it would be rendered as 0, which Redis reads as no limit at all" if maxmemory == 0 else
                 "less than Redis's own overhead, so every write would be refused or evicted")
         problems.append(source.problem(["redis.maxmemory", "hardware.redis.memory"], (

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,16 +46,15 @@ class Run:
     peak_rss_kb: int
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-
-
 def perfstack(cwd: Path, *args: str) -> Run:
     """Run the CLI in a fresh process and measure that process alone (wall time, peak RSS)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", RENDER, *args], cwd=cwd, stdout=out, stderr=err,
-                                preexec_fn=_limit_memory, env=worktree_env())
+        # prlimit sets the limit and execs Python in the same process (wait4 measures it alone). Not a preexec_fn:
+        # that makes subprocess fork() the test runner, whose gRPC (loaded by the Pulumi tests in the same
+        # worker) aborts the child in its fork handler before the exec.
+        proc = subprocess.Popen(["prlimit", f"--as={MEMORY_LIMIT_BYTES}", sys.executable, "-c", RENDER, *args],
+                                cwd=cwd, stdout=out, stderr=err, env=worktree_env())
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:

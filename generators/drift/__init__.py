@@ -76,12 +76,20 @@ def _checks(bundle: Bundle, endpoints: Endpoints) -> list[tuple[str, Callable[[]
 
 
 DEFAULT_TIMEOUT_PER_TARGET_S = 5.0
-TARGET_MEMORY_BYTES = 1024**3  # address space of one target's child: Python, its client, and a bounded answer
+# The Pulumi target runs the Pulumi engine (a preview against the stack's state and the cluster): its default share
+# of the deadline is that of a preview, not of one server query.
+DEFAULT_TIMEOUT_S = {"pulumi": 120.0}
+TARGET_MEMORY_BYTES = 1024**3  # address space one target's child may add to what it inherited: its client and a bounded answer
+# The Pulumi target runs the pulumi CLI (a Go program with its own threads and arenas, started by the automation
+# API's gRPC threads): an address-space limit is inherited across exec and would starve it, so that child is
+# bounded by the deadline and the report size only, and reads its answer from perfstack's own state backend.
+UNBOUNDED_MEMORY_TARGETS = frozenset({"pulumi"})
 MAX_REPORT_BYTES = 16 * 1024 * 1024  # what one child may send back
 
 
 def default_timeout(endpoints: Endpoints) -> float:
-    return DEFAULT_TIMEOUT_PER_TARGET_S * max(1, len(_names(endpoints)))
+    names = _names(endpoints)
+    return sum(DEFAULT_TIMEOUT_S.get(name, DEFAULT_TIMEOUT_PER_TARGET_S) for name in names) or DEFAULT_TIMEOUT_PER_TARGET_S
 
 
 def _names(endpoints: Endpoints) -> list[str]:
@@ -106,7 +114,9 @@ def _child(name: str, check: Callable[[], TargetReport], write_fd: int) -> None:
     status = 0
     try:
         os.setsid()  # its own process group: a kill at the deadline reaches what it started (pulumi)
-        resource.setrlimit(resource.RLIMIT_AS, (TARGET_MEMORY_BYTES, TARGET_MEMORY_BYTES))
+        if name not in UNBOUNDED_MEMORY_TARGETS:
+            limit = _address_space_in_use() + TARGET_MEMORY_BYTES
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         try:
             report = _guarded(name, check)
         except MemoryError:
@@ -122,6 +132,16 @@ def _child(name: str, check: Callable[[], TargetReport], write_fd: int) -> None:
         status = 1
     finally:
         os._exit(status)
+
+
+def _address_space_in_use() -> int:
+    """What this (forked) process already maps: the limit is counted on top of it, so a parent that has loaded
+    many libraries (a test runner, the Kubernetes client) does not leave its child without room for a thread."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _guarded(name: str, check: Callable[[], TargetReport]) -> TargetReport:
