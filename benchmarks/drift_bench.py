@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from generators import localservers as ls
+from generators.bench import adapt_profile, local_pgbouncer_version
 from generators.drift import Endpoints, detect, format_text
 from generators.render import render
 from generators.validation import load_profile
@@ -47,6 +48,8 @@ def main() -> int:
     args = parser.parse_args()
 
     profile, source = load_profile(args.env, Path("profiles"))
+    # Rendered for the PgBouncer installed here, so it reads every setting (bench.adapt_profile's rule).
+    profile = adapt_profile(profile, None, None, local_pgbouncer_version())[0]
     bundle = render(profile, source)
     if RULES_FILE not in bundle.files:
         bundle = dataclasses.replace(bundle, files={**bundle.files, RULES_FILE: FALLBACK_RULES})

@@ -44,6 +44,7 @@ from generators.bench import (
     detect_hardware,
     init_pgbench,
     latency_summary,
+    local_pgbouncer_version,
     local_postgres_version,
     run_pgbench,
     run_redis_benchmark,
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bin_dir = ls.pg_bin_dir()
     version = local_postgres_version(bin_dir)
     profile, _ = load_profile(args.env, ROOT / "profiles")
-    local, adjusted = adapt_profile(profile, hardware, version)
+    local, adjusted = adapt_profile(profile, hardware, version, local_pgbouncer_version())
     bundle = render(local)
     dbname = local.pgbouncer.databases[0]
     scale = 2 if quick else args.scale

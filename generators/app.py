@@ -11,7 +11,7 @@ a settings change rolls the pods.
 
 from __future__ import annotations
 
-from . import paths, units
+from . import paths, serverversions, units
 from .bundle import Part, Setting
 from .profile import Profile
 
@@ -84,11 +84,55 @@ def settings(profile: Profile) -> list[Setting]:
         items.append(Setting(TARGET, f"METRICS_{name.upper()}_BUCKETS_SECONDS", [b / 1000 for b in bounds], text,
                              f"given by app.latency_buckets.{name}: the `buckets` of the {metric} histogram "
                              "(the latency SLOs' alerts read these bounds)"))
+    items += [prepare_threshold(profile), *redis_client(profile)]
     if profile.llm is not None:
         items.append(_duration_setting("LLM_REQUEST_TIMEOUT_SECONDS", profile.llm.request_timeout, "llm.request_timeout"))
         items.append(Setting(TARGET, "LLM_MODEL", profile.llm.model.name, profile.llm.model.name,
                              "given by llm.model.name: the name the LLM server serves it under"))
     return sorted(items, key=lambda s: s.key)
+
+
+# psycopg prepares a query server-side after it ran this many times on a connection (its own default).
+PSYCOPG_PREPARE_THRESHOLD = 5
+
+
+def prepare_threshold(profile: Profile) -> Setting:
+    """DB_PREPARE_THRESHOLD: the driver's server-side prepare threshold, empty (never prepare) where PgBouncer
+    cannot keep prepared statements: transaction or statement pooling on a version before 1.21, or with
+    max_prepared_statements 0. A statement prepared on one server connection would be missing on the next
+    (`prepared statement "_pg3_0" does not exist`)."""
+    pb = profile.pgbouncer
+    raw = pb.settings.get("max_prepared_statements", pb.max_prepared_statements)
+    tracked = int(raw) if isinstance(raw, (int, str)) and str(raw).isdigit() else pb.max_prepared_statements
+    mode = str(pb.settings.get("pool_mode", pb.pool_mode))
+    if mode == "session":
+        return Setting(TARGET, "DB_PREPARE_THRESHOLD", PSYCOPG_PREPARE_THRESHOLD, str(PSYCOPG_PREPARE_THRESHOLD),
+                       "pgbouncer.pool_mode session: each client keeps its server connection, prepared statements "
+                       "stay valid (psycopg's default threshold)")
+    if serverversions.pgbouncer_has("max_prepared_statements", pb.version) and tracked > 0:
+        return Setting(TARGET, "DB_PREPARE_THRESHOLD", PSYCOPG_PREPARE_THRESHOLD, str(PSYCOPG_PREPARE_THRESHOLD),
+                       f"PgBouncer {pb.version} tracks max_prepared_statements {tracked} per server connection in "
+                       f"{mode} mode: server-side prepares are kept (psycopg's default threshold)")
+    why = (f"PgBouncer {pb.version} cannot keep prepared statements in {mode} mode (max_prepared_statements "
+           "came in 1.21)" if not serverversions.pgbouncer_has("max_prepared_statements", pb.version)
+           else f"pgbouncer max_prepared_statements is 0 in {mode} mode")
+    return Setting(TARGET, "DB_PREPARE_THRESHOLD", None, "",
+                   f"{why}: empty = never prepare server-side (psycopg prepare_threshold=None); a statement "
+                   "prepared on one server connection would be missing on the next", {"version": pb.version})
+
+
+def redis_client(profile: Profile) -> list[Setting]:
+    rc = profile.app.redis_client
+    return [
+        _count("REDIS_MAX_CONNECTIONS", rc.max_connections, "app.redis_client.max_connections"),
+        _duration_setting("REDIS_SOCKET_TIMEOUT_SECONDS", rc.socket_timeout, "app.redis_client.socket_timeout"),
+        _duration_setting("REDIS_SOCKET_CONNECT_TIMEOUT_SECONDS", rc.connect_timeout,
+                          "app.redis_client.connect_timeout"),
+        _duration_setting("REDIS_HEALTH_CHECK_INTERVAL_SECONDS", rc.health_check_interval,
+                          "app.redis_client.health_check_interval"),
+        Setting(TARGET, "REDIS_USERNAME", profile.redis.acl_user, profile.redis.acl_user,
+                "given by redis.acl_user: the app's Redis ACL user"),
+    ]
 
 
 def env_file(profile: Profile, items: list[Setting]) -> str:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import localservers, paths, serverversions
 from .errors import PerfstackError
 from .profile import Hardware, Profile
 
@@ -112,10 +112,18 @@ def local_postgres_version(bin_dir: Path) -> int:
     return int(match.group(1))
 
 
-def adapt_profile(profile: Profile, hardware: LocalHardware | None, postgres_version: int | None) -> tuple[Profile, dict[str, Any]]:
+def local_pgbouncer_version() -> str | None:
+    try:
+        return localservers.pgbouncer_version()
+    except (localservers.ServerError, OSError):
+        return None
+
+
+def adapt_profile(profile: Profile, hardware: LocalHardware | None, postgres_version: int | None,
+                  pgbouncer_version: str | None = None) -> tuple[Profile, dict[str, Any]]:
     """The profile to benchmark here: hardware.postgres (memory, cpus) and hardware.redis.memory from
-    this machine when given, and postgres.version lowered to the local server's so that every rendered
-    setting is one it accepts. Returns the profile and what was changed ({key: [from, to]})."""
+    this machine when given, and postgres.version and pgbouncer.version lowered to the local servers' so that
+    every rendered setting is one they accept. Returns the profile and what was changed ({key: [from, to]})."""
     changes: dict[str, Any] = {}
     update: dict[str, Any] = {}
     if hardware is not None:
@@ -130,6 +138,11 @@ def adapt_profile(profile: Profile, hardware: LocalHardware | None, postgres_ver
     if postgres_version is not None and profile.postgres.version > postgres_version:
         changes["postgres.version"] = [profile.postgres.version, postgres_version]
         update["postgres"] = profile.postgres.model_copy(update={"version": postgres_version})
+    if (pgbouncer_version is not None and pgbouncer_version in serverversions.PGBOUNCER_VERSIONS
+            and serverversions.at_least(profile.pgbouncer.version, pgbouncer_version)
+            and profile.pgbouncer.version != pgbouncer_version):
+        changes["pgbouncer.version"] = [profile.pgbouncer.version, pgbouncer_version]
+        update["pgbouncer"] = profile.pgbouncer.model_copy(update={"version": pgbouncer_version})
     return (profile.model_copy(update=update) if update else profile), changes
 
 
@@ -400,7 +413,7 @@ def run_bench(profile: Profile, options: BenchOptions, progress: Progress | None
         raise BenchError(str(exc)) from None
     version = local_postgres_version(bin_dir)
     hardware = detect_hardware() if options.local_hardware else None
-    profile, adjusted = adapt_profile(profile, hardware, version)
+    profile, adjusted = adapt_profile(profile, hardware, version, local_pgbouncer_version())
     bundle = render(profile)
     implied = implied_clients(profile)
     clients = min(implied, options.clients) if options.clients else implied

@@ -20,6 +20,9 @@ class Setting:
     text: str  # as written in the target's file
     rule: str
     inputs: dict[str, Any] = field(default_factory=dict)
+    # "server": the target's config file; "role": PostgreSQL settings given per application role
+    # (postgres/roles.sql, ALTER ROLE ... SET), which the server-wide files and pg_settings do not carry.
+    scope: str = "server"
 
     @property
     def name(self) -> str:

@@ -31,24 +31,43 @@ def pg_key(profile: Profile, name: str) -> str:
 def pgbouncer_fits_postgres(profile: Profile, parts: Parts) -> list[Finding]:
     pb = profile.pgbouncer
     pool, reserve = parts.pgbouncer.value("default_pool_size"), parts.pgbouncer.value("reserve_pool_size")
-    needed = parts.pgbouncer.derived["server_connections"]
+    steady = parts.pgbouncer.derived["server_connections"]
+    surge = parts.pgbouncer.derived["surge_server_connections"]  # PgBouncer's own rolling update: one more pod
+    needed = steady + surge
     max_conn = parts.postgres.value("max_connections")
     reserved = parts.postgres.value("superuser_reserved_connections")
     available = max_conn - reserved
     if needed <= available:
         return []
+    users = len(pb.users)
     return [Finding(
         "pgbouncer_fits_postgres",
-        f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} pools x ({pool} + "
-        f"{reserve}) = {needed} server connections but {pg_key(profile, 'max_connections')} {max_conn} - "
-        f"{reserved} reserved leaves {available}",
-        "error", ("pgbouncer.default_pool_size", pg_key(profile, "max_connections")))]
+        f"pgbouncer needs {pb.replicas} replicas x {len(pb.databases)} databases x {users} users "
+        f"(one pool per database and user) x ({pool} + {reserve}) = {steady} server connections, + {surge} for the "
+        f"surge pod of its own rolling update = {needed}, but "
+        f"{pg_key(profile, 'max_connections')} {max_conn} - {reserved} reserved leaves {available}",
+        "error", ("pgbouncer.users" if users > 1 else "pgbouncer.default_pool_size",
+                  "pgbouncer.default_pool_size", pg_key(profile, "max_connections")))]
+
+
+def app_surge(profile: Profile, parts: Parts) -> int:
+    """Pods a rolling update adds above autoscaling.api.max_replicas: app.max_surge, or Kubernetes' default
+    maxSurge of 25%, rounded up."""
+    return profile.api_surge()
+
+
+def app_client_connections(profile: Profile, parts: Parts) -> tuple[int, int, int]:
+    """(pods, connections per pod, total): the app at max_replicas plus its rolling-update surge."""
+    size, overflow = parts.app.value("DB_POOL_SIZE"), parts.app.value("DB_MAX_OVERFLOW")
+    pods = parts.autoscaling.value("api.max_replicas") + app_surge(profile, parts)
+    return pods, size + overflow, pods * (size + overflow)
 
 
 def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
     size, overflow = parts.app.value("DB_POOL_SIZE"), parts.app.value("DB_MAX_OVERFLOW")
     replicas = parts.autoscaling.value("api.max_replicas")
-    needed = replicas * (size + overflow)
+    surge = app_surge(profile, parts)
+    needed = app_client_connections(profile, parts)[2]
     # Every PgBouncer replica takes max_client_conn clients; a Service spreads pods across them.
     max_client = parts.pgbouncer.value("max_client_conn")
     available = max_client * profile.pgbouncer.replicas
@@ -56,15 +75,79 @@ def app_fits_pgbouncer(profile: Profile, parts: Parts) -> list[Finding]:
         return []
     return [Finding(
         "app_fits_pgbouncer",
-        f"the app at autoscaling.api.max_replicas {replicas} x (db_pool.size {size} + max_overflow "
-        f"{overflow}) = {needed} client connections but pgbouncer allows {profile.pgbouncer.replicas} "
-        f"replicas x max_client_conn {max_client} = {available}",
-        "error", ("app.db_pool.size", "pgbouncer.max_client_conn"))]
+        f"the app at autoscaling.api.max_replicas {replicas} + {surge} rolling-update surge (app.max_surge) x "
+        f"(db_pool.size {size} + max_overflow {overflow}) = {needed} client connections but pgbouncer allows "
+        f"{profile.pgbouncer.replicas} replicas x max_client_conn {max_client} = {available}",
+        "error", ("app.db_pool.size", "pgbouncer.max_client_conn", "app.max_surge"))]
+
+
+def pgbouncer_pool_mode_fits_app(profile: Profile, parts: Parts) -> list[Finding]:
+    """session mode gives each client a server connection for its whole session; statement mode refuses
+    transactions of more than one statement."""
+    mode = parts.pgbouncer.value("pool_mode")
+    key = "pgbouncer.settings.pool_mode" if "pool_mode" in profile.pgbouncer.settings else "pgbouncer.pool_mode"
+    if mode == "session":
+        pods, per_pod, clients = app_client_connections(profile, parts)
+        servers = parts.pgbouncer.derived["server_connections"]
+        if clients > servers:
+            return [Finding(
+                "pgbouncer_pool_mode_fits_app",
+                f"pool_mode session holds one server connection per client for the whole session: the app's {pods} "
+                f"pods (max_replicas + surge) x {per_pod} = {clients} client connections on {servers} server "
+                f"connections: {clients - servers} clients would wait until query_wait_timeout and fail; use "
+                "pool_mode transaction", "error", (key, "app.db_pool.size"))]
+    if mode == "statement" and profile.app.multi_statement_transactions:
+        return [Finding(
+            "pgbouncer_pool_mode_fits_app",
+            "pool_mode statement refuses every transaction of more than one statement (PgBouncer: 'transaction "
+            "blocks not allowed in statement pooling mode') and the app runs them (app.multi_statement_transactions);"
+            " use pool_mode transaction", "error", (key, "app.multi_statement_transactions"))]
+    return []
+
+
+def pgbouncer_server_host(profile: Profile, parts: Parts) -> list[Finding]:
+    found = []
+    if parts.pgbouncer.derived["server_host"] is None:
+        found.append(Finding(
+            "pgbouncer_server_host",
+            "kubernetes.postgres external: nothing renders a database Service, so pgbouncer.server_host must name "
+            "the database's host (e.g. the managed instance's endpoint)", "error",
+            ("pgbouncer.server_host", "kubernetes.postgres")))
+    mode = profile.pgbouncer.server_tls_sslmode
+    if mode in ("verify-ca", "verify-full") and profile.secrets.postgres_ca is None:
+        found.append(Finding(
+            "pgbouncer_server_host",
+            f"pgbouncer.server_tls_sslmode {mode} verifies PostgreSQL's certificate against a CA: reference it "
+            "with secrets.postgres_ca (e.g. {secret: postgres-ca, key: ca.crt})", "error",
+            ("secrets.postgres_ca", "pgbouncer.server_tls_sslmode")))
+    return found
+
+
+def query_timeout_covers_wait(profile: Profile, parts: Parts) -> list[Finding]:
+    """PgBouncer's query_timeout counts from the query's arrival, its wait for a server connection included
+    (janitor.c: age = now - query_start): a query that waited query_wait_timeout must still have
+    statement_timeout left, or PgBouncer drops the connection before PostgreSQL cancels the statement cleanly."""
+    query = parts.pgbouncer.value("query_timeout")
+    wait = parts.pgbouncer.value("query_wait_timeout")
+    statement = parts.postgres.value("statement_timeout")
+    if query == 0 or statement == 0 or wait == 0 or query >= wait + statement:
+        return []
+    return [Finding(
+        "query_timeout_covers_wait",
+        f"pgbouncer.query_timeout {units.format_duration(query)} ({query} ms) is below pgbouncer.query_wait_timeout "
+        f"{units.format_duration(wait)} + {pg_key(profile, 'statement_timeout')} {units.format_duration(statement)} "
+        f"= {wait + statement} ms: PgBouncer's query_timeout includes the wait for a server connection, so a query "
+        "that waited would be cut off by PgBouncer before PostgreSQL cancels it with a clean error",
+        "error", ("pgbouncer.query_wait_timeout", "pgbouncer.query_timeout", pg_key(profile, "statement_timeout")))]
 
 
 # PostgreSQL's memory: shared_buffers is allocated at start; each connection may use work_mem per sort
-# or hash node (one per connection is the pgtune assumption behind its work_mem rule), and
-# maintenance_work_mem and one autovacuum_work_mem per autovacuum worker run beside them.
+# or hash node, and maintenance_work_mem and one autovacuum_work_mem per autovacuum worker run beside them.
+# WORK_MEM_FACTOR is the work_mem allocations counted per connection: 1, the steady state of short web and
+# OLTP queries (one sort or hash at a time). pgtune's work_mem rule already divides what is left after
+# shared_buffers by 3 x connections, so a query with three such nodes still fits the rule's own figure;
+# the check refuses what does not fit even one per connection.
+WORK_MEM_FACTOR = 1
 PG_AUTOVACUUM_DEFAULT_WORKERS = 3  # PostgreSQL's autovacuum_max_workers default
 
 
@@ -86,7 +169,7 @@ class PostgresMemory:
 
     @property
     def used(self) -> int:
-        return self.fixed + self.work * self.conns
+        return self.fixed + self.work * WORK_MEM_FACTOR * self.conns
 
 
 def postgres_memory(pg: Part) -> PostgresMemory:
@@ -117,12 +200,84 @@ def postgres_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
 
     return [Finding(
         "postgres_fits_memory",
-        f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns} + maintenance_work_mem "
+        f"shared_buffers {kb(shared)} + work_mem {kb(work)} x max_connections {conns}"
+        f"{f' x {WORK_MEM_FACTOR}' if WORK_MEM_FACTOR != 1 else ''} + maintenance_work_mem "
         f"{kb(maint)} + {workers} autovacuum workers x {kb(av)} = {kb(used)} ({used} kB) exceeds "
         f"hardware.postgres.memory {kb(memory_kb)} ({memory_kb} kB)"
         + ("" if chosen else ": pgtune's defaults overcommit this host; set postgres.max_connections lower"),
         "error" if chosen else "warning", (pg_key(profile, "shared_buffers"), pg_key(profile, "work_mem"), pg_key(profile, "max_connections"),
                   "hardware.postgres.memory"))]
+
+
+PG_CHECKPOINT_WARNING_MS = 30_000  # PostgreSQL's checkpoint_warning: checkpoints closer than this are logged
+
+
+def postgres_wal_keeps_up(profile: Profile, parts: Parts) -> list[Finding]:
+    """At the write rate, max_wal_size (bounded by the WAL disk) must last at least checkpoint_warning."""
+    rate = profile.hardware.postgres.write_rate
+    if not rate:
+        return []
+    wal_kb = parts.postgres.value("max_wal_size")
+    fill_ms = wal_kb * 1024 * 1000 // rate
+    if fill_ms >= PG_CHECKPOINT_WARNING_MS:
+        return []
+    return [Finding(
+        "postgres_wal_keeps_up",
+        f"{pg_key(profile, 'max_wal_size')} {units.format_size_human(wal_kb * 1024)} fills in {fill_ms / 1000:g}s at "
+        f"hardware.postgres.write_rate {units.format_size_human(rate)}/s, below PostgreSQL's checkpoint_warning "
+        f"{PG_CHECKPOINT_WARNING_MS // 1000}s: back-to-back checkpoints rewrite every page in full; give a larger "
+        "hardware.postgres.wal_disk",
+        "error", ("hardware.postgres.wal_disk", "hardware.postgres.write_rate", pg_key(profile, "max_wal_size")))]
+
+
+def postgres_io_method_allowed(profile: Profile, parts: Parts) -> list[Finding]:
+    method = parts.postgres.get("io_method")
+    if profile.kubernetes.postgres != "cloudnativepg" or method is None or method.text != "io_uring":
+        return []
+    return [Finding(
+        "postgres_io_method_allowed",
+        "io_method io_uring under kubernetes.postgres cloudnativepg: the operator runs PostgreSQL with the "
+        "RuntimeDefault seccomp profile, which blocks the io_uring system calls, and PostgreSQL 18 would not start; "
+        "use io_method worker (perfstack's rule there)",
+        "error", (pg_key(profile, "io_method"), "kubernetes.postgres"))]
+
+
+def postgres_managed_is_external(profile: Profile, parts: Parts) -> list[Finding]:
+    if profile.postgres.managed == "self-managed" or profile.kubernetes.postgres == "external":
+        return []
+    return [Finding(
+        "postgres_managed_is_external",
+        f"postgres.managed {profile.postgres.managed} names a cloud service, but kubernetes.postgres is "
+        f"{profile.kubernetes.postgres} (a database in the cluster); set kubernetes.postgres: external",
+        "error", ("postgres.managed", "kubernetes.postgres"))]
+
+
+def postgres_managed_allows(profile: Profile, parts: Parts) -> list[Finding]:
+    """A postgres.settings override the managed service does not take is refused (a rule's is only reported)."""
+    refused: dict[str, str] = parts.postgres.derived.get("managed_refused", {})
+    written = {k.lower(): k for k in profile.postgres.settings}
+    return [Finding(
+        "postgres_managed_allows",
+        f"postgres.managed {profile.postgres.managed} does not let a parameter group or flag set {name}: {why}",
+        "error", (f"postgres.settings.{written[name]}", "postgres.managed"))
+        for name, why in sorted(refused.items()) if name in written]
+
+
+def postgres_list_values(profile: Profile, parts: Parts) -> list[Finding]:
+    """A library list separated by spaces names one library with a space in its name: the server would not start."""
+    found = []
+    for key in ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries"):
+        setting = parts.postgres.get(key)
+        if setting is None:
+            continue
+        bad = [e for e in setting.text.split(",") if e.strip() and " " in e.strip().strip('"')]
+        if bad:
+            found.append(Finding(
+                "postgres_list_values",
+                f"{key} element {bad[0].strip()!r} holds a space: PostgreSQL would look for one library of that "
+                "name and refuse to start; separate libraries with commas (pg_stat_statements,auto_explain)",
+                "error", (pg_key(profile, key),)))
+    return found
 
 
 human = units.format_size_human
@@ -157,22 +312,56 @@ def redis_fits_memory(profile: Profile, parts: Parts) -> list[Finding]:
         "error", ("redis.maxmemory", "hardware.redis.memory"))]
 
 
+def redis_maxmemory_bounded(profile: Profile, parts: Parts) -> list[Finding]:
+    if parts.redis.value("maxmemory") > 0:
+        return []
+    key = "redis.settings.maxmemory" if "maxmemory" in profile.redis.settings else "redis.maxmemory"
+    return [Finding(
+        "redis_maxmemory_bounded",
+        f"{key} 0 means no limit: Redis never evicts and grows until the pod's memory limit "
+        f"(hardware.redis.memory {human(profile.hardware.redis.memory)}) gets it OOM-killed, losing every key; "
+        "give a size or a share (75%)", "error", (key, "hardware.redis.memory"))]
+
+
 def redis_queue_keeps_jobs(profile: Profile, parts: Parts) -> list[Finding]:
     r = profile.redis
     policy = parts.redis.value("maxmemory-policy")
     aof = parts.redis.value("appendonly")
-    if r.role != "queue" or (policy == "noeviction" and aof):
+    fsync = parts.redis.value("appendfsync")
+    if r.role != "queue" or (policy == "noeviction" and aof and fsync == "always"):
         return []
-    wrong = []
+    wrong, keys = [], []
     if policy != "noeviction":
         wrong.append(f"maxmemory_policy noeviction (is {policy})")
+        keys.append("redis.maxmemory_policy")
     if not aof:
         wrong.append(f"persistence aof (is {r.persistence})")
+        keys.append("redis.persistence")
+    if fsync != "always":
+        wrong.append(f"appendfsync always (is {fsync}: a crash loses the last second of acknowledged jobs)")
+        keys.append("redis.settings.appendfsync" if "appendfsync" in r.settings else "redis.appendfsync")
     return [Finding(
         "redis_queue_keeps_jobs",
         "redis.role queue must never evict or lose a job, so it needs " + " and ".join(wrong),
-        "error", ("redis.maxmemory_policy" if policy != "noeviction" else "redis.persistence",
-                  "redis.role"))]
+        "error", (*keys, "redis.role"))]
+
+
+REDIS_DEFAULT_MAXCLIENTS = 10_000
+
+
+def redis_clients_fit(profile: Profile, parts: Parts) -> list[Finding]:
+    """The app's Redis pools at max_replicas plus surge within Redis's maxclients."""
+    pods = parts.autoscaling.value("api.max_replicas") + app_surge(profile, parts)
+    pool = parts.app.value("REDIS_MAX_CONNECTIONS")
+    setting = parts.redis.get("maxclients")
+    limit = setting.value if setting is not None else REDIS_DEFAULT_MAXCLIENTS
+    if pods * pool <= limit:
+        return []
+    return [Finding(
+        "redis_clients_fit",
+        f"the app's {pods} pods (max_replicas + surge) x app.redis_client.max_connections {pool} = {pods * pool} "
+        f"Redis connections exceed maxclients {limit}: Redis refuses the rest (ERR max number of clients reached)",
+        "error", ("app.redis_client.max_connections", "redis.settings.maxclients"))]
 
 
 # ---------------------------------------------------------------- LLM
@@ -398,9 +587,19 @@ def _llm(profile: Profile, parts: Parts) -> int | None:
 HTTP_TIMEOUT = Timeout("app.http.timeout", lambda profile, parts: parts.app.value("HTTP_TIMEOUT_SECONDS"))
 QUERY_TIMEOUT = Timeout("pgbouncer.query_timeout", lambda profile, parts: parts.pgbouncer.value("query_timeout"))
 STATEMENT_TIMEOUT = _pg_ms("statement_timeout")
+# lock_timeout 0 (off) leaves lock waits to statement_timeout: not an ordering problem, so 0 is read as 0.
+LOCK_TIMEOUT = Timeout("postgres.lock_timeout", lambda profile, parts: parts.postgres.value("lock_timeout"), False)
 LLM_REQUEST_TIMEOUT = Timeout("llm.request_timeout", _llm)
 LLM_SLO = Timeout("slo.llm_latency_p95", lambda profile, parts: profile.slo.llm_latency_p95, False)
 DB_QUERY_SLO = Timeout("slo.db_query_p95", lambda profile, parts: profile.slo.db_query_p95, False)
+QUERY_WAIT_TIMEOUT = Timeout("pgbouncer.query_wait_timeout",
+                             lambda profile, parts: parts.pgbouncer.value("query_wait_timeout"))
+RESERVE_POOL_TIMEOUT = Timeout("pgbouncer.reserve_pool_timeout",
+                               lambda profile, parts: parts.pgbouncer.value("reserve_pool_timeout"), False)
+DB_POOL_TIMEOUT = Timeout("app.db_pool.timeout", lambda profile, parts: parts.app.value("DB_POOL_TIMEOUT_SECONDS"))
+REDIS_IDLE_TIMEOUT = Timeout("redis.timeout", lambda profile, parts: parts.redis.value("timeout") * 1000)
+REDIS_HEALTH_CHECK = Timeout("app.redis_client.health_check_interval",
+                             lambda profile, parts: parts.app.value("REDIS_HEALTH_CHECK_INTERVAL_SECONDS"), False)
 BACKOFF_MAX = Timeout("app.retry.backoff_max", lambda profile, parts: parts.app.value("RETRY_BACKOFF_MAX_SECONDS"), False)
 BACKOFF_BASE = Timeout("app.retry.backoff_base", lambda profile, parts: parts.app.value("RETRY_BACKOFF_BASE_SECONDS"),
                        False)
@@ -415,6 +614,18 @@ TIMEOUT_ORDER: list[Ordering] = [
              "requests the SLO allows would time out"),
     Ordering("db_query_slo_within_statement_timeout", STATEMENT_TIMEOUT, DB_QUERY_SLO, False,
              "queries the SLO allows would be cancelled"),
+    Ordering("lock_timeout_below_statement_timeout", STATEMENT_TIMEOUT, LOCK_TIMEOUT, True,
+             "the statement timeout would always fire first and a lock wait would never be reported as one"),
+    Ordering("db_pool_timeout_above_query_wait_timeout", DB_POOL_TIMEOUT, QUERY_WAIT_TIMEOUT, True,
+             "a client queued in PgBouncer fails with PgBouncer's error before the app's pool gives up on it"),
+    Ordering("http_timeout_above_query_wait_timeout", HTTP_TIMEOUT, QUERY_WAIT_TIMEOUT, True,
+             "a request queued in PgBouncer gets PgBouncer's error, not the client's timeout"),
+    Ordering("reserve_pool_within_query_slo", DB_QUERY_SLO, RESERVE_POOL_TIMEOUT, False,
+             "the reserve pool opens only after a query has waited reserve_pool_timeout: a longer wait has "
+             "already missed the query SLO before the burst room helps"),
+    Ordering("redis_health_check_within_idle_timeout", REDIS_IDLE_TIMEOUT, REDIS_HEALTH_CHECK, True,
+             "Redis closes a connection idle for redis.timeout; the client must ping it sooner or its next "
+             "command meets a closed socket"),
     Ordering("retry_backoff_ordered", BACKOFF_MAX, BACKOFF_BASE, False,
              "the exponential backoff would be capped below its first step"),
 ]
@@ -473,8 +684,11 @@ def latency_slos_within_buckets(profile: Profile, parts: Parts) -> list[Finding]
 
 
 CHECKS: list[Check] = [
-    pgbouncer_fits_postgres, app_fits_pgbouncer, postgres_fits_memory,
-    redis_fits_memory, redis_queue_keeps_jobs,
+    pgbouncer_fits_postgres, app_fits_pgbouncer, pgbouncer_pool_mode_fits_app, pgbouncer_server_host,
+    query_timeout_covers_wait, postgres_fits_memory,
+    postgres_wal_keeps_up, postgres_io_method_allowed, postgres_managed_is_external, postgres_managed_allows,
+    postgres_list_values,
+    redis_fits_memory, redis_maxmemory_bounded, redis_queue_keeps_jobs, redis_clients_fit,
     llm_needs_gpu, llm_kv_cache_dtype_supported, llm_tensor_parallel_fits_heads, llm_fits_gpu,
     llm_ollama_fits_gpu, llm_quantized_kv_needs_flash_attention, llm_gated_model_has_token,
     llm_scale_down_covers_load_time, llm_scale_to_zero, llm_startup_covers_load_time, llm_autoscaling_has_metric,

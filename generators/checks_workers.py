@@ -16,9 +16,9 @@ from .profile import Profile
 def db_clients(profile: Profile) -> tuple[int, list[str]]:
     """Client connections the app and every worker pool open at their max replicas, and the terms."""
     pool = profile.app.db_pool
-    api = profile.autoscaling.api.max_replicas
-    total = api * (pool.size + pool.max_overflow)
-    terms = [f"app {api} x ({pool.size} + {pool.max_overflow}) = {total}"]
+    api, surge = profile.autoscaling.api.max_replicas, profile.api_surge()  # the app's rolling-update surge counts
+    total = (api + surge) * (pool.size + pool.max_overflow)
+    terms = [f"app ({api} + {surge} surge) x ({pool.size} + {pool.max_overflow}) = {total}"]
     assert profile.workers is not None
     for name, wp in profile.workers.pools.items():
         per_process = wp.db_pool.size + wp.db_pool.max_overflow

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -24,6 +26,19 @@ def _fail(exc: PerfstackError) -> None:
     sys.exit(2)
 
 
+INTERNAL_ERROR_HINT = ("this is a bug in perfstack, not in your input: please report it with the command line and "
+                       "the profile (secrets removed), and run with PERFSTACK_TRACEBACK=1 for the traceback")
+
+
+def _internal(exc: BaseException) -> None:
+    """Exit 3 for anything perfstack did not expect: one line and a hint, never a bare traceback."""
+    if os.environ.get("PERFSTACK_TRACEBACK"):
+        traceback.print_exc()
+    text = " ".join(str(exc).split())[:300]
+    click.echo(f"perfstack: internal error: {type(exc).__name__}: {text}\n{INTERNAL_ERROR_HINT}", err=True)
+    sys.exit(3)
+
+
 def handles_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,8 +46,26 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except PerfstackError as exc:
             _fail(exc)
+        except OSError as exc:  # a disk or file the user named (full, read-only, gone): theirs to fix
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"perfstack: error:{where}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Main(click.Group):
+    """The command group: any exception no command handled becomes `perfstack: internal error` (exit 3)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except PerfstackError as exc:
+            _fail(exc)
+        except Exception as exc:  # noqa: BLE001 - the one place every unexpected exception ends
+            _internal(exc)
 
 
 def _profiles_dir(ctx: click.Context) -> Path:
@@ -52,7 +85,7 @@ def _print_warnings(bundle: Any) -> None:
         click.echo(f"{bundle.profile.environment}: {warning}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of profiles that ENV names refer to (default: profiles/).")
 @click.version_option(package_name="perfstack")
@@ -123,6 +156,11 @@ def _render_all(ctx: click.Context, out: Path | None, check: bool) -> None:
             problems.append(str(exc))
     if problems:  # nothing is written unless every profile renders
         raise UsageError("\n".join(problems))
+    if not check:  # every output folder is perfstack's before any is written
+        from .output import check_owned, target_folder
+
+        for bundle in bundles:
+            check_owned(target_folder(root / bundle.profile.environment))
     stale = False
     for bundle in bundles:
         _print_warnings(bundle)
@@ -390,12 +428,15 @@ def bench_command(ctx: click.Context, env: str, local_hardware: bool, scale: int
 @click.option("--kubernetes", is_flag=True, help="Compare the rendered Kubernetes objects (kubeconfig or in-cluster).")
 @click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context for --kubernetes.")
 @click.option("--pulumi-stack", metavar="NAME", help="Pulumi stack to refresh and preview (needs the pulumi CLI).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 3600), default=None, metavar="SECONDS",
+              help="One deadline for the whole run (default: 5 s per target); a target not answered by then is "
+                   "reported as an error.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 @click.pass_context
 @handles_errors
 def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgbouncer_dsn: str | None,
                   redis_url: str | None, prometheus_url: str | None, kubernetes: bool, kube_context: str | None,
-                  pulumi_stack: str | None, fmt: str) -> None:
+                  pulumi_stack: str | None, timeout_s: float | None, fmt: str) -> None:
     """Compare live systems with what ENV's profile renders; exit 1 on drift, 2 when a target is unreadable."""
     from .drift import Endpoints, detect, format_report
 
@@ -407,7 +448,7 @@ def drift_command(ctx: click.Context, env: str, postgres_dsn: str | None, pgboun
     if not endpoints.any():
         raise UsageError("drift needs at least one live system: --postgres, --pgbouncer, --redis, --prometheus, "
                          "--kubernetes or --pulumi-stack")
-    report = detect(load_bundle(ctx, env), endpoints)
+    report = detect(load_bundle(ctx, env), endpoints, timeout_s)
     click.echo(format_report(report, fmt), nl=False)
     sys.exit(report.exit_code)
 

@@ -185,7 +185,7 @@ def pgbouncer_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSp
             q(f"max by (database) (pgbouncer_pools_client_maxwait_seconds{{{NS}}})", "{{database}}"),),
             limits.get("PgBouncerMaxWaitHigh"), "alert PgBouncerMaxWaitHigh (pgbouncer.reserve_pool_timeout)"),
         PanelSpec("Queries per second", "ops", (
-            q(f"sum by (database) (rate(pgbouncer_stats_queries_pooled_total{{{NS}}}[{RATE}]))", "{{database}}"),)),
+            q(f"sum by (database) (rate(pgbouncer_stats_totals_queries_pooled_total{{{NS}}}[{RATE}]))", "{{database}}"),)),
     ]
 
 

@@ -13,6 +13,9 @@ from .profile import Profile
 CHECKSUM_ANNOTATION = "perfstack.io/config-checksum"
 # The LLM server's Deployment and Service: llm.py creates them, autoscaling.py scales the Deployment.
 LLM_SERVER = "llm"
+# The key of the PostgreSQL Secret (kubernetes.io/basic-auth) holding the role: CloudNativePG's bootstrap, the
+# exporters and the Pulumi program read it.
+USERNAME_KEY = "username"
 
 
 def labels(profile: Profile, component: str) -> dict[str, str]:

@@ -3,7 +3,9 @@
 `findings(profile, parts, objects)`: settings that are legal but unsafe in production (environment `prod`,
   `production`, `prod-*`, or `production: true`): `trust` authentication, PgBouncer without client TLS
   in an exposed environment, Redis without protected-mode or a password, PgBouncer's admin console
-  reachable from outside the cluster, and unbounded (0) statement, query and idle-in-transaction timeouts.
+  reachable from outside the cluster, unbounded (0) statement, query and idle-in-transaction timeouts, an
+  external database reached without `server_tls_sslmode verify-full`, and PgBouncer or Redis releases with known
+  CVEs (serverversions.py).
 
 PgBouncer's admin console is the virtual `pgbouncer` database on PgBouncer's one listener. In
 Kubernetes that listener must accept the pod network (listen_addr 0.0.0.0), so "localhost" means
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import serverversions
 from .bundle import Finding, Parts
 from .profile import Profile
 
@@ -83,6 +86,19 @@ def _refusals(profile: Profile, parts: Parts, objects: list[dict[str, Any]]) -> 
             overridden = name in {k.lower() for k in profile.postgres.settings}
             where = [f"postgres.settings.{_written_name(profile, name)}"] if overridden else [key]
             out.append((where, f"{name} = 0 never times out; production needs a bound (e.g. 30s)"))
+    if profile.kubernetes.postgres == "external" and pb.server_tls_sslmode != "verify-full":
+        out.append((["pgbouncer.server_tls_sslmode", "kubernetes.postgres"], (
+            f"PgBouncer reaches the external database with server_tls_sslmode {pb.server_tls_sslmode or 'prefer'} "
+            "(PgBouncer's default): the link is not encrypted or not verified, so anyone on the path can read or "
+            "impersonate the database; set pgbouncer.server_tls_sslmode: verify-full and secrets.postgres_ca")))
+    releases = [("pgbouncer.version", "PgBouncer", serverversions.PGBOUNCER_RELEASES[pb.version]),
+                ("redis.version", "Redis", serverversions.REDIS_RELEASES[profile.redis.version])]
+    if profile.workers is not None and profile.workers.redis is not None:
+        releases.append(("workers.redis.version", "Redis", serverversions.REDIS_RELEASES[profile.workers.redis.version]))
+    for key, title, release in releases:
+        if release.cves:
+            out.append(([key], f"{title} {release.patch} (version {release.version}) has known vulnerabilities "
+                        f"({', '.join(release.cves)}); use a patched version (generators/serverversions.py)"))
     if parts.pgbouncer.value("query_timeout") == 0:
         out.append((["pgbouncer.query_timeout"], "query_timeout = 0 never times out; production needs a bound just "
                     "above postgres.statement_timeout"))

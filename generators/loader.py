@@ -8,6 +8,10 @@ merge deeply, scalars and lists replace).
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +95,7 @@ def display_path(path: Path) -> str:
     """A path as users typed it: relative to the working folder when below it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # not below the working folder, a symlink loop, a NUL
         return str(path)
 
 
@@ -103,14 +107,84 @@ def _fail(file: str, message: str, line: int | None = None, column: int | None =
     return ProfileError([Problem(message=message, file=file, line=line, column=column, key=key)])
 
 
-def _read_yaml(path: Path, shown: str) -> Any:
+def _read_bounded(path: Path, shown: str) -> bytes:
+    """The bytes of a regular file, at most MAX_FILE_BYTES: anything else is refused before it is read.
+
+    Opened with O_NONBLOCK (a FIFO never blocks the open) and checked with fstat on the open descriptor
+    (no race with a rename): directories, FIFOs, sockets and devices (/dev/zero) are refused, and the read
+    stops one byte past the limit whatever the file claims its size is."""
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise _fail(shown, f"cannot read profile: {exc.strerror}") from None
-    if size > MAX_FILE_BYTES:
-        raise _fail(shown, f"profile is {size} bytes; profiles are limited to {MAX_FILE_BYTES} bytes", line=1)
-    raw = path.read_bytes()
+        if exc.errno == errno.ELOOP:
+            raise _fail(shown, "cannot read profile: a symlink loop (too many levels of symbolic links)",
+                        line=1) from None
+        if exc.errno == errno.EISDIR:
+            raise _fail(shown, "a profile must be a regular file, not a directory", line=1) from None
+        raise _fail(shown, f"cannot read profile: {exc.strerror}", line=1) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode)
+                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device file"
+                    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file")
+            raise _fail(shown, f"a profile must be a regular file, not {kind}", line=1)
+        if info.st_size > MAX_FILE_BYTES:
+            raise _fail(shown, f"profile is {info.st_size} bytes; profiles are limited to {MAX_FILE_BYTES} bytes",
+                        line=1)
+        chunks, total = [], 0
+        while total <= MAX_FILE_BYTES:
+            try:
+                chunk = os.read(fd, MAX_FILE_BYTES + 1 - total)
+            except OSError as exc:
+                raise _fail(shown, f"cannot read profile: {exc.strerror}", line=1) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_FILE_BYTES:  # it grew while read, or fstat lied (procfs): the bound holds anyway
+            raise _fail(shown, f"profile is over {MAX_FILE_BYTES} bytes; profiles are limited to {MAX_FILE_BYTES} "
+                        "bytes", line=1)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# What the YAML parser would read in a way the author may not mean, refused at the line that has it.
+_DIRECTIVE = re.compile(rb"^%", re.MULTILINE)
+_DOCUMENT_MARK = re.compile(rb"^(---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw[:offset].count(b"\n") + 1
+
+
+def _refuse_hostile_text(raw: bytes, shown: str) -> None:
+    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(shown, "starts with a byte-order mark (BOM): save the profile as UTF-8 without a BOM", line=1,
+                    column=1)
+    if (nul := raw.find(b"\x00")) >= 0:
+        raise _fail(shown, f"a NUL byte at offset {nul}: profiles are text", line=_line_of(raw, nul))
+    if (match := _DIRECTIVE.search(raw)) is not None:
+        raise _fail(shown, "YAML directives (%YAML, %TAG) are not allowed: they change how values are read "
+                    "(%YAML 1.1 reads 0777 as 511 and `on` as true)", line=_line_of(raw, match.start()), column=1)
+    marks = list(_DOCUMENT_MARK.finditer(raw))
+    if marks:
+        first = marks[0]
+        # one leading `---` is harmless; a second document, or `...` and more, is not
+        if len(marks) > 1 or raw[: first.start()].strip(b" \t\r\n") and not _only_comments(raw[: first.start()]):
+            where = marks[1] if len(marks) > 1 else first
+            raise _fail(shown, "a profile is one YAML document: remove the `---`/`...` document markers",
+                        line=_line_of(raw, where.start()), column=1)
+
+
+def _only_comments(head: bytes) -> bool:
+    return all(not line.strip() or line.lstrip().startswith(b"#") for line in head.splitlines())
+
+
+def _read_yaml(path: Path, shown: str) -> Any:
+    raw = _read_bounded(path, shown)
+    _refuse_hostile_text(raw, shown)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -188,6 +262,9 @@ class _Plainer:
             raise _fail(self.shown, f"YAML tag {tag} is not allowed: profiles hold only plain mappings, lists, "
                         "text, numbers and booleans", line=line, column=column, key=dotted(path))
         if isinstance(node, CommentedMap):
+            if getattr(node, "merge", None):
+                raise _fail(self.shown, "YAML merge keys (<<:) are not allowed: write the keys out, or use "
+                            "`extends:` for shared values", line=line, column=column, key=dotted(path))
             out: dict[str, Any] = {}
             for key in node:
                 kline, kcol = node.lc.key(key)
@@ -265,13 +342,24 @@ def _known_profiles(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.y*ml"))
 
 
+def _resolved(path: Path) -> Path | None:
+    """The real path, or None where it cannot be resolved (a symlink loop: reading it says so)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
 def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
     """Load one profile file and its `extends:` parents into merged plain data."""
     shown = display_path(path)
-    resolved = path.resolve()
-    if not path.exists():
+    if not os.path.lexists(path):
         raise _fail(shown, "profile not found")
-    document = _read_yaml(path, shown)
+    document = _read_yaml(path, shown)  # refuses symlink loops, directories, FIFOs and devices first
+    resolved = path.resolve()  # it opened, so it resolves
     if document is None:
         raise _fail(shown, "profile is empty: expected a mapping with at least `environment` or `extends`", line=1)
     if not isinstance(document, CommentedMap):
@@ -287,15 +375,15 @@ def load_source(path: Path, _chain: tuple[Path, ...] = ()) -> Source:
         return Source(data=data, locations=locations, files=files)
     where = locations.get(("extends",))
     line, column = (where.line, where.column) if where else (None, None)
-    if not isinstance(parent_name, str) or not parent_name:
-        raise _fail(shown, f"extends must name another profile in the same folder, got {parent_name!r}",
-                    line=line, column=column, key="extends")
+    if not isinstance(parent_name, str) or not _PROFILE_NAME.fullmatch(parent_name):
+        raise _fail(shown, f"extends must name another profile in the same folder (letters, digits, '_', '-', "
+                    f"'.'), got {parent_name!r}", line=line, column=column, key="extends")
     parent_path = path.parent / f"{parent_name.removesuffix('.yaml')}.yaml"
     chain = _chain + (resolved,)
-    if parent_path.resolve() in chain:
-        cycle = " -> ".join(p.stem for p in chain + (parent_path.resolve(),))
+    if _resolved(parent_path) in chain:
+        cycle = " -> ".join(p.stem for p in chain + (parent_path,))
         raise _fail(shown, f"extends cycle: {cycle}", line=line, column=column, key="extends")
-    if not parent_path.exists():
+    if not os.path.lexists(parent_path):
         known = _known_profiles(path.parent)
         hint = difflib.get_close_matches(parent_name, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (profiles here: {', '.join(known) or 'none'})"

@@ -224,6 +224,24 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def pgbouncer_version() -> str:
+    """The local PgBouncer's minor version ("1.18"), as `pgbouncer.version` names it."""
+    result = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"PgBouncer (\d+)\.(\d+)", result.stdout)
+    if not match:
+        raise ServerError(f"cannot read the PgBouncer version: {result.stdout!r} {result.stderr!r}")
+    return f"{match[1]}.{match[2]}"
+
+
+def redis_version() -> str:
+    """The local redis-server's minor version ("7.0"), as `redis.version` names it."""
+    result = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"v=(\d+)\.(\d+)", result.stdout)
+    if not match:
+        raise ServerError(f"cannot read the Redis version: {result.stdout!r}")
+    return f"{match[1]}.{match[2]}"
+
+
 def rewrite_ini(text: str, pgbouncer_settings: dict[str, str | None], database_spec: str | None = None) -> str:
     """Replace (or add) [pgbouncer] keys, and point every [databases] entry at a local server."""
     out: list[str] = []
@@ -262,16 +280,21 @@ def _dbname(spec: str, default: str) -> str:
 
 
 def start_pgbouncer(ini_text: str, postgres: Postgres, workdir: Path | None = None, port: int | None = None,
-                    admin_user: str = "postgres") -> PgBouncer:
-    """Run the rendered pgbouncer.ini with ports and auth rewritten for a local, trusted PostgreSQL."""
+                    admin_user: str = "postgres", userlist_text: str | None = None) -> PgBouncer:
+    """Run the rendered pgbouncer.ini with ports and auth rewritten for a local, trusted PostgreSQL.
+
+    With `userlist_text` the rendered authentication (auth_type, auth_user, auth_query) is kept as it is and
+    the userlist holds that text (the auth_user's line, as the Secret would)."""
     workdir = workdir or make_workdir("perfstack-pgb-")
     port = port or free_port()
     userlist = workdir / "userlist.txt"
-    _write(userlist, f'"{admin_user}" ""\n"perfstack_ro" ""\n')
+    _write(userlist, userlist_text if userlist_text is not None else f'"{admin_user}" ""\n"perfstack_ro" ""\n')
     log = workdir / "pgbouncer.log"
+    auth: dict[str, str | None] = {} if userlist_text is not None else {
+        "auth_type": "trust", "auth_user": None, "auth_query": None}
     local = {
         "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": str(workdir),
-        "auth_type": "trust", "auth_file": str(userlist), "auth_user": None, "auth_query": None,
+        "auth_file": str(userlist), **auth,
         "logfile": str(log), "pidfile": str(workdir / "pgbouncer.pid"),
         "admin_users": f"{admin_user}", "stats_users": f"{admin_user},perfstack_ro",
     }

@@ -88,16 +88,16 @@ def margins(profile: Profile, parts: Parts) -> list[Margin]:
     found: list[Margin] = []
     pb = profile.pgbouncer
     found.append(Margin("pgbouncer_fits_postgres", "PostgreSQL server connections",
-                        parts.pgbouncer.derived["server_connections"],
+                        parts.pgbouncer.derived["server_connections"] + parts.pgbouncer.derived["surge_server_connections"],
                         parts.postgres.value("max_connections") - parts.postgres.value("superuser_reserved_connections"),
                         "connections", ("pgbouncer.default_pool_size", "pgbouncer.reserve_pool_size",
-                                        "pgbouncer.replicas", "postgres.max_connections")))
+                                        "pgbouncer.replicas", "pgbouncer.users", "postgres.max_connections")))
     found.append(Margin("app_fits_pgbouncer", "PgBouncer client connections",
-                        parts.autoscaling.value("api.max_replicas")
+                        (parts.autoscaling.value("api.max_replicas") + profile.api_surge())
                         * (parts.app.value("DB_POOL_SIZE") + parts.app.value("DB_MAX_OVERFLOW")),
                         parts.pgbouncer.value("max_client_conn") * pb.replicas, "connections",
                         ("app.db_pool.size", "app.db_pool.max_overflow", "autoscaling.api.max_replicas",
-                         "pgbouncer.max_client_conn", "pgbouncer.replicas")))
+                         "app.max_surge", "pgbouncer.max_client_conn", "pgbouncer.replicas")))
     found.append(_postgres_memory(profile, parts))
     num, den = REDIS_MAXMEMORY_SHARE[profile.redis.persistence]
     found.append(Margin("redis_fits_memory", "Redis maxmemory", parts.redis.value("maxmemory"),

@@ -1,15 +1,43 @@
-"""Every metric name perfstack's alerts and dashboards may use, in one place, by the program that exports it.
+"""Every metric name perfstack's alerts and dashboards may use, in one place, by the program that exports it,
+with the exporter version each name was verified on and how (VERIFIED).
 
-Exporter names are the ones checked in ../shared/reference/observability.md (published rule sets carry
-wrong ones). The application's own metrics are defined here: the API exports them (see README.md,
-"Alerts and dashboards"). Tests parse every expression perfstack renders and fail on a name not listed.
+The three database exporters were scraped live here, against real servers started from the rendered dev
+configs: tests/test_alerts_live.py::test_every_listed_name_is_exported repeats that scrape on every run and
+fails when a name listed below is missing from the pinned exporter's /metrics. The other programs cannot run
+here (no GPU, no cluster): their names come from ../shared/reference/observability.md (checked against
+their sources) and say so in VERIFIED. Tests parse every expression perfstack renders and fail on a name
+not listed.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-# prometheus-community/postgres_exporter (Debian ships 0.11.1).
+
+@dataclass(frozen=True)
+class Exporter:
+    """A program whose /metrics the alerts read: the version its names were verified on, and how."""
+
+    name: str
+    version: str  # the version the names were verified on (the image tag perfstack deploys is the same release)
+    image: str | None  # the container image perfstack deploys (None: not deployed by perfstack)
+    how: str
+
+
+LIVE = ("live scrape here (tests/test_alerts_live.py::test_every_listed_name_is_exported) of {binary} against "
+        "{server} started from the rendered dev config")
+POSTGRES = Exporter("postgres_exporter", "0.11.1", "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+                    LIVE.format(binary="Debian's prometheus-postgres-exporter 0.11.1", server="PostgreSQL 15"))
+PGBOUNCER = Exporter("pgbouncer_exporter", "0.12.1", "quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1",
+                     LIVE.format(binary="prometheus-community pgbouncer_exporter v0.12.1 "
+                                 "(scripts/build-pgbouncer-exporter)", server="PgBouncer 1.18"))
+REDIS = Exporter("redis_exporter", "1.45.0", "docker.io/oliver006/redis_exporter:v1.45.0",
+                 LIVE.format(binary="Debian's prometheus-redis-exporter 1.45.0", server="Redis 7.0")
+                 + "; redis_errors_total{err=\"OOM\"} after a write refused at maxmemory (noeviction)")
+
+# prometheus-community/postgres_exporter. Not exported by 0.11.1's default collectors (so not listed):
+# pg_replication_lag_seconds, pg_stat_user_tables_n_{dead,live}_tup.
 POSTGRES_EXPORTER = frozenset({
     "pg_up", "pg_exporter_last_scrape_error",
     "pg_stat_activity_count",  # {datname, state}
@@ -17,11 +45,11 @@ POSTGRES_EXPORTER = frozenset({
     "pg_settings_max_connections", "pg_settings_superuser_reserved_connections",
     "pg_stat_database_blks_hit", "pg_stat_database_blks_read", "pg_stat_database_xact_commit",
     "pg_stat_database_xact_rollback", "pg_stat_database_deadlocks",
-    "pg_locks_count", "pg_replication_lag_seconds",
-    "pg_stat_user_tables_n_dead_tup", "pg_stat_user_tables_n_live_tup", "pg_database_size_bytes",
+    "pg_locks_count", "pg_database_size_bytes",
 })
 
-# prometheus-community/pgbouncer_exporter (port 9127), not Debian's prometheus-pgbouncer-exporter.
+# prometheus-community/pgbouncer_exporter (port 9127), not Debian's prometheus-pgbouncer-exporter. Since
+# v0.11.0 the SHOW STATS totals are pgbouncer_stats_totals_* (the README still shows pgbouncer_stats_*).
 PGBOUNCER_EXPORTER = frozenset({
     "pgbouncer_up",
     "pgbouncer_pools_client_active_connections", "pgbouncer_pools_client_waiting_connections",
@@ -33,18 +61,19 @@ PGBOUNCER_EXPORTER = frozenset({
     "pgbouncer_config_max_client_connections",
     "pgbouncer_config_max_user_connections",  # 0 = unlimited: never divide by it
     "pgbouncer_used_clients",
-    "pgbouncer_stats_queries_pooled_total", "pgbouncer_stats_queries_duration_seconds_total",
-    "pgbouncer_stats_client_wait_seconds_total",
+    "pgbouncer_stats_totals_queries_pooled_total", "pgbouncer_stats_totals_queries_duration_seconds_total",
+    "pgbouncer_stats_totals_client_wait_seconds_total",
 })
 
-# oliver006/redis_exporter (Debian ships 1.45).
+# oliver006/redis_exporter.
 REDIS_EXPORTER = frozenset({
     "redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes", "redis_evicted_keys_total",
     "redis_rejected_connections_total", "redis_connected_clients", "redis_keyspace_hits_total",
     "redis_keyspace_misses_total",
-    "redis_errors_total",  # {err="OOM"}: writes refused at maxmemory under noeviction
+    "redis_errors_total",  # {err="OOM"}: exists only after the first such error (treat absence as 0)
 })
-
+# Names an exporter creates only once the event has happened: absent() of them is no sign of blindness.
+APPEAR_ON_EVENT = frozenset({"redis_errors_total"})
 
 def _histogram(name: str) -> set[str]:
     return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
@@ -103,6 +132,38 @@ KNOWN = {
     "celery_exporter": CELERY_EXPORTER,
 }
 ALL = frozenset().union(*KNOWN.values())
+
+_REFERENCE = "not run here: names from ../shared/reference/observability.md, checked against {what}"
+EXPORTERS: dict[str, Exporter] = {
+    "postgres_exporter": POSTGRES, "pgbouncer_exporter": PGBOUNCER, "redis_exporter": REDIS,
+    "vllm": Exporter("vllm", "not pinned: current names (kv_cache_usage_perc, inter_token_latency_seconds)", None,
+                     _REFERENCE.format(what="vLLM's V1 metrics logger (no GPU here)")),
+    "blackbox_exporter": Exporter("blackbox_exporter", "not pinned", None,
+                                  _REFERENCE.format(what="the blackbox exporter's prober")),
+    "kubernetes": Exporter("kube-state-metrics / cAdvisor", "kube-prometheus-stack's, not pinned", None,
+                           _REFERENCE.format(what="kube-state-metrics' documented metrics")),
+    "prometheus": Exporter("prometheus", "2.42.0", None,
+                           "live: the Prometheus 2.42 of tests/test_alerts_live.py writes up and ALERTS"),
+    "app": Exporter("app", "perfstack's own contract", None,
+                    "defined here: the API exports them (README.md, Alerts and dashboards)"),
+    "celery_exporter": Exporter("celery-exporter", "not pinned", None,
+                                _REFERENCE.format(what="danihodovic/celery-exporter's source")),
+}
+
+
+@dataclass(frozen=True)
+class Verification:
+    metric: str
+    exporter: str
+    version: str
+    how: str
+
+
+# The table: every name perfstack may use -> the exporter and version it was verified on, and how.
+VERIFIED: dict[str, Verification] = {
+    metric: Verification(metric, EXPORTERS[key].name, EXPORTERS[key].version, EXPORTERS[key].how)
+    for key, names in KNOWN.items() for metric in sorted(names)
+}
 
 
 def exporter_of(metric: str) -> str | None:

@@ -1,4 +1,10 @@
-"""Write a Bundle to a folder atomically, and compare a folder with a Bundle (render --check)."""
+"""Write a Bundle to a folder atomically, and compare a folder with a Bundle (render --check).
+
+perfstack owns the folders it writes: it replaces a folder whole only when it holds the marker file
+MARKER (which every render leaves) or is empty; anything else, a file, or a folder of someone else's
+files (`--out ..` of a repository), is refused before anything is written. An `--out` that is a symlink
+is followed: the folder it points at is the one replaced, and the symlink stays. A read-only or full
+disk is an OutputError naming the path (exit 2), never a traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +20,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle import Bundle
+from .errors import PerfstackError
+
+MARKER = ".perfstack-output"
+MARKER_TEXT = ("This folder is written by perfstack (`perfstack render`), which replaces it whole on each render.\n"
+               "Do not keep other files here: perfstack refuses to write into a folder without this file.\n")
+
+
+class OutputError(PerfstackError):
+    """An output folder perfstack may not or cannot write (exit 2)."""
+
+
+def target_folder(out_dir: Path) -> Path:
+    """The folder a render replaces: `out_dir`, or where it points when it is a symlink (followed, kept)."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        try:
+            return out_dir.resolve(strict=False)
+        except (RuntimeError, OSError) as exc:
+            raise OutputError(f"--out {out_dir}: cannot follow the symlink: {exc}") from None
+    return out_dir
+
+
+def check_owned(out_dir: Path) -> None:
+    """Refuse a folder perfstack did not create (no MARKER) unless it is empty."""
+    if not os.path.lexists(out_dir):
+        return
+    if not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: exists and is not a folder; perfstack writes only into a folder it "
+                          "created or an empty one")
+    if (out_dir / MARKER).is_file():
+        return
+    try:
+        entries = sorted(p.name for p in out_dir.iterdir())
+    except OSError as exc:
+        raise OutputError(f"--out {out_dir}: cannot read the folder: {exc.strerror}") from None
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise OutputError(f"--out {out_dir}: the folder is not empty ({shown}) and was not created by perfstack "
+                          f"(no {MARKER} in it): perfstack replaces its output folder whole, so it writes only into a "
+                          "folder it created or an empty one; choose another --out or empty this folder")
 
 
 @contextmanager
@@ -59,9 +105,22 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def write_bundle(bundle: Bundle, out_dir: Path) -> None:
-    """Write every file to a fresh folder beside out_dir, then swap it in: all or nothing."""
-    out_dir = Path(out_dir)
+    """Write every file to a fresh folder beside out_dir, then swap it in: all or nothing.
+
+    Only into a folder perfstack owns (check_owned); OSError (read-only, full disk) becomes OutputError."""
+    shown = Path(out_dir)
+    out_dir = target_folder(shown)
+    check_owned(out_dir)
+    try:
+        _write_owned(bundle, out_dir)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise OutputError(f"--out {shown}: cannot write {where}: {exc.strerror or exc}") from None
+
+
+def _write_owned(bundle: Bundle, out_dir: Path) -> None:
     with _locked(out_dir):
+        check_owned(out_dir)  # again under the lock: another process may have filled it meanwhile
         _recover(out_dir)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
         try:
@@ -69,6 +128,7 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> None:
                 path = staging / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
+            (staging / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
             staging.chmod(0o755)
             old = out_dir.parent / f".{out_dir.name}.old"
             if out_dir.exists() and _exchange(staging, out_dir):
@@ -112,5 +172,7 @@ def compare_folder(bundle: Bundle, out_dir: Path) -> FolderDiff:
             diff.missing.append(rel)
         elif (out_dir / rel).read_text(encoding="utf-8") != text:
             diff.changed.append(rel)
-    diff.extra = sorted(present - set(bundle.files))
+    diff.extra = sorted(present - set(bundle.files) - {MARKER})
+    if out_dir.is_dir() and MARKER not in present:  # a folder perfstack wrote carries its marker
+        diff.missing.append(MARKER)
     return diff

@@ -16,12 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
-from . import pgversions, units
+from . import pgversions, serverversions, units
 
 
 def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -69,6 +70,19 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
+def _rate(value: object) -> int:
+    # A rate is a size per second: 50MB/s (the "/s" may be left out).
+    text = value.strip().removesuffix("/s") if isinstance(value, str) else value
+    return units.parse_size(text)
+
+
+WriteRate = Annotated[int, *_unit(_rate, {
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?(/s)?$"},
+              {"type": "integer", "minimum": 0}],
+    "description": "a rate in bytes per second: 50MB/s (1024-based); a bare integer is bytes per second"})]
+SqlRole = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -80,6 +94,10 @@ class PostgresHardware(Strict):
     storage: Literal["hdd", "ssd", "san", "nvme"] = "ssd"
     os: Literal["linux", "windows", "mac"] = "linux"
     data_size: Size | None = Field(None, description="size of the data; compared with memory it picks pgtune's dbSize")
+    wal_disk: Size | None = Field(None, description="size of the volume that holds pg_wal; max_wal_size stays "
+                                  "within postgres.WAL_DISK_SHARE of it (under CloudNativePG: its walStorage)")
+    write_rate: WriteRate | None = Field(None, description="WAL written per second at peak, e.g. 50MB/s; sizes "
+                                         "max_wal_size, checkpoint_timeout and the autovacuum cost limit")
 
 
 class RedisHardware(Strict):
@@ -141,28 +159,67 @@ class Postgres(Strict):
     lock_timeout: Duration = "10s"
     idle_in_transaction_session_timeout: Duration = "1m"
     log_min_duration_statement: Duration = "200ms"
+    app_roles: list[SqlRole] = Field(
+        default_factory=lambda: ["app"], min_length=1,
+        description="roles the application logs in as: statement_timeout, lock_timeout and "
+                    "idle_in_transaction_session_timeout are set on them (postgres/roles.sql, ALTER ROLE ... SET), "
+                    "not server-wide")
+    logical_replication: bool = Field(False, description="this server publishes or subscribes with logical "
+                                      "replication: wal_level logical and worker slots for its workers")
+    managed: Literal["self-managed", "rds", "cloudsql", "azure"] = Field(
+        "self-managed", description="who runs an external database (kubernetes.postgres external): self-managed "
+        "(alter_system.sql), rds (a parameter group's parameters), cloudsql (database flags) or azure (server "
+        "parameters)")
     settings: dict[str, SettingValue] = Field(default_factory=dict,
                                               description="postgresql.conf overrides; they win over rules")
 
 
 # ---------------------------------------------------------------- pgbouncer
+PgBouncerVersion = Literal[serverversions.PGBOUNCER_VERSIONS]  # type: ignore[valid-type]
+RedisVersion = Literal[serverversions.REDIS_VERSIONS]  # type: ignore[valid-type]
+TlsMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
 class PgBouncer(Strict):
+    version: PgBouncerVersion = Field(serverversions.PGBOUNCER_DEFAULT, description=(
+        "PgBouncer minor version; selects the image (its patched release) and the settings it knows "
+        "(generators/serverversions.py)"))
     pool_mode: Literal["session", "transaction", "statement"] = "transaction"
     max_client_conn: PositiveInt = 2000
     default_pool_size: PositiveInt = 20
     min_pool_size: NonNegativeInt = 5
     reserve_pool_size: NonNegativeInt = 5
-    reserve_pool_timeout: Duration = "3s"
+    reserve_pool_timeout: Duration = "100ms"
     server_idle_timeout: Duration = "1m"
     query_timeout: Duration = "35s"
+    query_wait_timeout: Duration = Field("5s", description=(
+        "how long a client waits for a server connection before PgBouncer fails it; below app.db_pool.timeout, "
+        "and with postgres.statement_timeout within pgbouncer.query_timeout"))
+    idle_transaction_timeout: Duration | None = Field(None, description=(
+        "a client idle in a transaction is disconnected after this; default: postgres."
+        "idle_in_transaction_session_timeout"))
+    server_lifetime: Duration = Field("1h", description="a server connection is closed after this long (when idle)")
+    max_prepared_statements: NonNegativeInt = Field(200, le=100_000, description=(
+        "prepared statements PgBouncer tracks per server connection in transaction mode (1.21+); 0: none, and the "
+        "app is told to prepare none (DB_PREPARE_THRESHOLD empty)"))
+    users: list[Token] = Field(default_factory=lambda: ["app"], min_length=1, description=(
+        "roles that connect through PgBouncer: PgBouncer keeps one pool per (database, user), each counted in "
+        "the connection budget"))
+    settings: dict[str, SettingValue] = Field(default_factory=dict, description=(
+        "pgbouncer.ini [pgbouncer] overrides, checked against pgbouncer.version's settings; they win over rules"))
     replicas: PositiveInt = 2
     auth_type: Literal["scram-sha-256", "md5", "cert", "hba", "plain", "trust"] = "scram-sha-256"
     listen_addr: Token = "0.0.0.0"
     listen_port: int = Field(6432, ge=1, le=65535)
     databases: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=lambda: ["app"], min_length=1, description="databases pooled, one pool each")
-    server_host: Token = Field("postgres", description="host PgBouncer connects to")
+    server_host: Token | None = Field(None, description=(
+        "host PgBouncer connects to; default: the CloudNativePG Service `postgres` (required for "
+        "kubernetes.postgres: external)"))
     server_port: int = Field(5432, ge=1, le=65535)
+    server_tls_sslmode: TlsMode | None = Field(None, description=(
+        "TLS to PostgreSQL (server_tls_sslmode); verify-full needs secrets.postgres_ca; production with an external "
+        "database requires verify-full"))
     admin_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_admin"])
     stats_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_stats"])
     auth_user: Token = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
@@ -190,12 +247,28 @@ class PgBouncer(Strict):
 
 
 # ---------------------------------------------------------------- redis
+EvictionPolicy = Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                         "volatile-lfu", "volatile-random", "volatile-ttl"]
+
+
 class Redis(Strict):
+    version: RedisVersion = Field(serverversions.REDIS_DEFAULT, description=(
+        "Redis minor version; selects the image (its patched release) and the settings it knows "
+        "(generators/serverversions.py)"))
     role: Literal["cache", "queue"] = "cache"
-    maxmemory: SizeOrShare = Field(0.75, description="a size (6GiB) or a share of hardware.redis.memory (75%)")
-    maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
-                              "volatile-lfu", "volatile-random", "volatile-ttl"] = "allkeys-lru"
+    maxmemory: SizeOrShare = Field(0.75, description="a size (6GiB) or a share of hardware.redis.memory (75%); "
+                                   "0 (no limit) is refused")
+    maxmemory_policy: EvictionPolicy | None = Field(None, description=(
+        "default: allkeys-lfu for a cache that holds LLM answers (llm is set), allkeys-lru for other caches, "
+        "noeviction for a queue"))
     persistence: Literal["none", "rdb", "aof"] = "none"
+    appendfsync: Literal["always", "everysec", "no"] | None = Field(None, description=(
+        "AOF fsync policy; default: always for a queue (no acknowledged job is lost), everysec otherwise"))
+    acl_user: Token = Field("app", description=(
+        "Redis ACL user the app connects as, with dangerous commands (FLUSHALL, FLUSHDB, CONFIG, DEBUG, KEYS, ...) "
+        "denied; its password is secrets.redis_app_password"))
+    settings: dict[str, SettingValue] = Field(default_factory=dict, description=(
+        "redis.conf overrides, checked against redis.version's settings; they win over rules"))
     timeout: Duration = "5m"
     tcp_keepalive: Duration = "1m"
     port: int = Field(6379, ge=1, le=65535)
@@ -356,8 +429,22 @@ class Requests(Strict):
                          "autoscaling.api.target_memory is a share of it")
 
 
+class RedisClient(Strict):
+    max_connections: PositiveInt = Field(20, le=10_000, description="the app's Redis connection pool per pod")
+    socket_timeout: Duration = Field("2s", description="a Redis command that takes longer fails (socket_timeout)")
+    connect_timeout: Duration = Field("1s", description="connecting to Redis (socket_connect_timeout)")
+    health_check_interval: Duration = Field("30s", description=(
+        "an idle pooled connection is pinged before use after this; below redis.timeout, or Redis has closed it"))
+
+
 class App(Strict):
     deployment: str = "api"
+    max_surge: NonNegativeInt | None = Field(None, le=1000, description=(
+        "extra pods the app's rolling update starts (its Deployment's maxSurge); default: Kubernetes' 25% of "
+        "autoscaling.api.max_replicas, rounded up; counted in the connection budget"))
+    multi_statement_transactions: bool = Field(True, description=(
+        "the app runs transactions of more than one statement (refuses pgbouncer.pool_mode statement)"))
+    redis_client: RedisClient = Field(RedisClient(), description="the app's Redis client settings")
     requests: Requests = Field(Requests(), description="resource requests the app's own Deployment must carry: "
                                "the HPA's CPU and memory targets are relative to them, and cost prices them")
     db_pool: DbPool = DbPool()
@@ -477,8 +564,7 @@ class QueueRedis(Redis):
     """A second Redis, only for the job queue: never evicts, writes every job to the AOF."""
 
     role: Literal["queue"] = Field("queue", description="always queue: the queue checks apply to it")
-    maxmemory_policy: Literal["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
-                              "volatile-lfu", "volatile-random", "volatile-ttl"] = "noeviction"
+    maxmemory_policy: EvictionPolicy | None = "noeviction"
     persistence: Literal["none", "rdb", "aof"] = "aof"
     port: int = Field(6380, ge=1, le=65535)
     memory: Size = Field(description="memory of the queue Redis's pod (requests = limits)")
@@ -574,6 +660,12 @@ class Kubernetes(Strict):
                            "it; off: the namespace must exist and is left alone")
 
 
+class Monitoring(Strict):
+    release: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)] = Field(
+        "kube-prometheus-stack", description="the kube-prometheus-stack Helm release whose Prometheus selects the "
+        "ServiceMonitors and PodMonitors (their label `release`)")
+
+
 # ---------------------------------------------------------------- review and cost
 class Review(Strict):
     min_headroom: Ratio = Field(0.10, description="perfstack diff flags a margin (used / limit of a capacity or "
@@ -607,6 +699,11 @@ class Pricing(Strict):
 class Secrets(Strict):
     postgres_password: SecretRef = SecretRef(secret="postgres-credentials")
     redis_password: SecretRef = SecretRef(secret="redis-credentials")
+    redis_app_password: SecretRef = Field(SecretRef(secret="redis-credentials", key="app-password"), description=(
+        "Secret holding the password of the app's Redis ACL user (redis.acl_user)"))
+    postgres_ca: SecretRef | None = Field(None, description=(
+        "Secret holding the CA certificate PgBouncer verifies PostgreSQL's certificate with "
+        "(pgbouncer.server_tls_sslmode verify-ca/verify-full), e.g. {secret: postgres-ca, key: ca.crt}"))
     hf_token: SecretRef | None = Field(None, description="Secret holding the Hugging Face token vLLM downloads a "
                                        "gated model with (HF_TOKEN)")
     pgbouncer_tls: str = Field("pgbouncer-tls", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
@@ -629,9 +726,17 @@ class Profile(Strict):
     slo: Slo = Slo()
     alerts: Alerts = Alerts()
     kubernetes: Kubernetes = Kubernetes()
+    monitoring: Monitoring = Monitoring()
     secrets: Secrets = Secrets()
     workers: Workers | None = None
     vector: Vector | None = None
+
+    def api_surge(self) -> int:
+        """Pods the app's rolling update adds above autoscaling.api.max_replicas: app.max_surge, or Kubernetes'
+        default maxSurge of 25%, rounded up."""
+        if self.app.max_surge is not None:
+            return self.app.max_surge
+        return -(-self.autoscaling.api.max_replicas * 25 // 100)
 
     def llm_autoscaled(self) -> bool:
         """vLLM exports the queue metric an autoscaler reads; Ollama has no /metrics, so it is not scaled."""

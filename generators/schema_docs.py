@@ -49,6 +49,7 @@ DOCS: dict[str, str] = {
     "Profile.slo": "the service-level objectives alerts and checks are derived from",
     "Profile.alerts": "alert tunables no other key sets",
     "Profile.kubernetes": "labels and wiring for kube-prometheus-stack, Grafana and the database",
+    "Profile.monitoring": "how Prometheus finds the exporters perfstack deploys (ServiceMonitors, PodMonitors)",
     "Profile.secrets": "Kubernetes Secrets passwords are read from (never a password itself)",
     "Profile.review": "how perfstack diff judges a change",
     "Profile.pricing": "prices for the monthly cost (explain, diff); base.yaml's are examples",

@@ -232,3 +232,39 @@ def format_size_redis(num_bytes: int) -> str:
 def format_duration_or_unbounded(ms: int) -> str:
     """A timeout as a message shows it: 0 means no limit."""
     return "0 (no limit)" if ms == 0 else format_duration(ms)
+
+
+# PostgreSQL's own unit table (guc.c memory_unit_conversion_table / time_unit_conversion_table): unit names
+# are case-sensitive, memory units are powers of 1024, and a parameter's base unit may carry a multiplier
+# (`8kB` for shared_buffers, `16MB` for old WAL sizes).
+PG_MEMORY_UNITS_BYTES = {"B": 1, "kB": KIB, "MB": MIB, "GB": GIB, "TB": TIB}
+PG_TIME_UNITS_US = {"us": 1, "ms": 1000, "s": 1_000_000, "min": 60_000_000, "h": 3_600_000_000,
+                    "d": 86_400_000_000}
+_PG_BASE_UNIT = re.compile(r"(?P<mult>\d*)(?P<unit>[A-Za-z]+)")
+
+
+def pg_base_unit(unit: str) -> tuple[str, float] | None:
+    """A pg_settings unit ('8kB', 'ms', 'min') -> ('memory' or 'time', its size in bytes or microseconds)."""
+    match = _PG_BASE_UNIT.fullmatch(unit)
+    if not match:
+        return None
+    mult = int(match["mult"] or 1)
+    if match["unit"] in PG_MEMORY_UNITS_BYTES:
+        return "memory", float(mult * PG_MEMORY_UNITS_BYTES[match["unit"]])
+    if match["unit"] in PG_TIME_UNITS_US:
+        return "time", float(mult * PG_TIME_UNITS_US[match["unit"]])
+    return None
+
+
+def pg_in_base_units(number: float, unit: str, base: str) -> float:
+    """`number` `unit` (a PostgreSQL unit name) in multiples of the parameter's base unit `base`.
+
+    Raises UnitError when the unit is not one PostgreSQL reads for this kind of parameter."""
+    kind = pg_base_unit(base)
+    if kind is None:
+        raise UnitError(f"this parameter takes no unit (got {unit!r})")
+    table = PG_MEMORY_UNITS_BYTES if kind[0] == "memory" else PG_TIME_UNITS_US
+    if unit not in table:
+        raise UnitError(f"unit {unit!r} is not a PostgreSQL {kind[0]} unit (valid units: {', '.join(table)}; "
+                        "they are case-sensitive)")
+    return number * table[unit] / kind[1]

@@ -8,6 +8,8 @@ profile.py holds the model only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 from collections.abc import Iterator
@@ -18,12 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models
+from . import models, serverversions, units
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
-from .pgversions import NEWEST, OLDEST, version_problem
+from .pgversions import NEWEST, OLDEST, value_problem, version_problem
 from .postgres import MANAGED_KINDS, parse_override
 from .profile import Postgres, Profile
+from .redis import maxmemory_bytes as redis_maxmemory_bytes
 
 # ---------------------------------------------------------------- literal secrets
 # Parts of a key name (split on _ - .) that mean "this value is a credential", and credential-shaped
@@ -34,9 +37,24 @@ SECRET_NAME = re.compile(r"(^|[_-])(api|private|access|secret|signing|encryption
                          r"|(^|[_-])((api|auth|access|bearer|refresh|session|client|hf|github|gitlab|slack|openai)[_-]?)?token$")
 # PostgreSQL parameters named after passwords that hold none.
 NOT_SECRETS = frozenset({"password_encryption", "ssl_passphrase_command_supports_reload"})
-# Values that carry a credential inside them: a URL with user:password@, or libpq's password=.
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
-KEYWORD_PASSWORD = re.compile(r"(^|[\s;,])(password|passwd|requirepass|masterauth)\s*[=:]\s*\S", re.IGNORECASE)
+# Values that carry a credential inside them, whatever key holds them (a host, an image, a label, a URL):
+# - a URL with userinfo (scheme://user:password@ or scheme://token@), and user:password@host without a scheme
+#   (not an image's tag@sha256:digest);
+URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@?#]+@", re.IGNORECASE)
+BARE_USERINFO = re.compile(r"(^|[\s,;=(\[\"'<])[^\s:@/,;=\"']+:[^\s@/]+@(?!(sha256|sha384|sha512):)[A-Za-z0-9\[]",
+                           re.IGNORECASE)
+# - libpq's password= and sslpassword=, Redis's requirepass, any *password/*secret/*token/api key written as
+#   key=value (or key: value for the password words), and credentials in a query string (?access_token=, &key=);
+KEYWORD_PASSWORD = re.compile(r"(^|[\s;,?&])[\w.-]*(password|passwd|pwd|passphrase|requirepass|masterauth)\s*[=:]\s*[^\s&;,]",
+                              re.IGNORECASE)
+KEYWORD_TOKEN = re.compile(r"(^|[\s;,?&])[\w.-]*(secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+                           r"\s*=\s*[^\s&;,]", re.IGNORECASE)
+QUERY_CREDENTIAL = re.compile(r"[?&](key|sig|signature|auth|jwt|code|x-amz-signature|x-goog-signature)=[^\s&#]",
+                              re.IGNORECASE)
+# - an HTTP Authorization value (Basic/Bearer/Token scheme), and a bare base64 user:password (basic auth in a
+#   label or an annotation, where spaces and '=' cannot stand).
+AUTH_HEADER = re.compile(r"\b(basic|bearer)\s+([A-Za-z0-9+/=._~-]{8,})", re.IGNORECASE)
+BASE64_WORD = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 
 HOW_TO_REFERENCE = (
     "secrets are never written in a profile: reference a Kubernetes Secret instead, e.g. "
@@ -52,7 +70,29 @@ def _secret_key(name: str) -> bool:
 
 
 def _secret_value(value: str) -> bool:
-    return bool(URL_WITH_PASSWORD.search(value) or KEYWORD_PASSWORD.search(value))
+    if len(value) > 4096:  # no profile string is this long; keep the scan bounded anyway
+        value = value[:4096]
+    return bool(URL_WITH_USERINFO.search(value) or BARE_USERINFO.search(value) or KEYWORD_PASSWORD.search(value)
+                or KEYWORD_TOKEN.search(value) or QUERY_CREDENTIAL.search(value) or any(_auth_header(m) for m in AUTH_HEADER.finditer(value))
+                or any(_basic_credential(word) for word in BASE64_WORD.findall(value)))
+
+
+def _auth_header(match: re.Match[str]) -> bool:
+    """`Basic <base64 user:password>`, or `Bearer <token>` (a token has digits, or is long; prose has neither)."""
+    word = match.group(2)
+    if match.group(1).lower() == "basic":
+        return _basic_credential(word)
+    return any(c.isdigit() for c in word) or len(word) >= 20
+
+
+def _basic_credential(word: str) -> bool:
+    """A base64 word that decodes to printable `user:password` (what an Authorization: Basic header carries)."""
+    padded = word + "=" * (-len(word) % 4)
+    try:
+        decoded = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return re.fullmatch(rb"[\x21-\x39\x3b-\x7e]{1,64}:[\x21-\x7e]{3,}", decoded) is not None
 
 
 def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
@@ -76,7 +116,12 @@ def literal_secrets(source: Source) -> list[Problem]:
                 and value not in ("", None)):
             what = f"'{name}' holds a literal credential"
         elif isinstance(value, str) and _secret_value(value):
-            what = "this value embeds a password (user:password@ in a URL, or password=)"
+            what = ("this value embeds a credential (user:password@ or a token in a URL, password= or "
+                    "sslpassword=, a token in a query string, or basic/bearer auth)")
+        elif isinstance(name, str) and _secret_value(name):  # named by its mapping: the key itself is the secret
+            problems.append(source.problem([dotted(path[:-1])], f"a key of this mapping embeds a credential; "
+                                           f"{HOW_TO_REFERENCE}"))
+            continue
         else:
             continue
         problems.append(source.problem([dotted(path)], f"{what}; {HOW_TO_REFERENCE}"))
@@ -147,8 +192,10 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
     if not isinstance(settings, dict):
         return []
     known = known_postgres_parameters()
-    problems = []
+    known_sorted = sorted(known)
+    problems: list[Problem] = []
     seen: dict[str, str] = {}
+    unknown = 0
     for name, value in settings.items():
         key = f"postgres.settings.{name}"
         lowered = name.lower() if isinstance(name, str) else ""
@@ -161,9 +208,12 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
         elif lowered in known and (why := _version_problem(name, source)) is not None:
             problems.append(source.problem([key], f"{why}; remove the override or change postgres.version"))
         elif lowered not in known and "." not in name:  # dotted names are extension settings (pg_stat_statements.max)
-            hint = difflib.get_close_matches(lowered, sorted(known), n=1)
+            unknown += 1  # did-you-mean costs ~1 ms a name: only the first few get one (9,000 would take 13 s)
+            hint = difflib.get_close_matches(lowered, known_sorted, n=1) if unknown <= MAX_HINTS else []
             problems.append(source.problem([key], "unknown PostgreSQL parameter"
                                            + (f"; did you mean '{hint[0]}'?" if hint else "")))
+        elif lowered in known and (why := _value_problem(lowered, value, source)) is not None:
+            problems.append(source.problem([key], why))
         elif lowered in MANAGED_KINDS and isinstance(value, (str, int, float, bool)):
             try:
                 parse_override(lowered, value)
@@ -172,6 +222,46 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
         if isinstance(name, str):
             seen.setdefault(lowered, name)
     return problems
+
+
+def _check_server_settings(source: Source, path: tuple[str, ...], component: serverversions.Component) -> list[Problem]:
+    """`pgbouncer.settings` / `redis.settings` (and `workers.redis.settings`): each name one the chosen version
+    knows, each value of its type and range (serverversions.parse)."""
+    section: Any = source.data
+    for part in path:
+        section = section.get(part) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("settings"), dict):
+        return []
+    version = section.get("version", component.default)
+    if version not in component.versions:
+        return []  # the model reports a bad version itself
+    problems = []
+    for name, value in section["settings"].items():
+        key = ".".join((*path, "settings", str(name)))
+        why = serverversions.name_problem(component, str(name), str(version))
+        if why is None:
+            try:
+                serverversions.parse(component, str(name), value)
+            except ValueError as exc:
+                why = str(exc)
+        if why is not None:
+            problems.append(source.problem([key], why))
+    return problems
+
+
+MAX_HINTS = 20  # unknown postgres.settings names that get a did-you-mean
+
+
+def _settings_version(source: Source) -> int | None:
+    version = source.data["postgres"].get("version", Postgres.model_fields["version"].default)
+    if not isinstance(version, int) or isinstance(version, bool) or not OLDEST <= version <= NEWEST:
+        return None  # the model reports a bad version itself
+    return version
+
+
+def _value_problem(name: str, value: Any, source: Source) -> str | None:
+    version = _settings_version(source)
+    return None if version is None else value_problem(name, value, version)
 
 
 def _version_problem(name: str, source: Source) -> str | None:
@@ -211,6 +301,29 @@ def _identity_problems(source: Source, file_name: str) -> list[Problem]:
     return problems
 
 
+def _rounding_problems(profile: Profile, source: Source) -> list[Problem]:
+    """Values a server would read in a coarser unit than the profile gives, where rounding changes the meaning:
+    Redis and the vector cache read whole seconds (500ms becomes 0: never time out), and a Redis maxmemory
+    under 1 MiB is rendered as 0, which Redis reads as unlimited."""
+    problems = []
+    whole_seconds = [("redis.timeout", profile.redis.timeout, "Redis reads whole seconds; 0 means never"),
+                     ("redis.tcp_keepalive", profile.redis.tcp_keepalive, "Redis reads whole seconds; 0 means off")]
+    if profile.vector is not None:
+        whole_seconds.append(("vector.cache.ttl", profile.vector.cache.ttl, "the cache reads whole seconds"))
+    for key, ms, why in whole_seconds:
+        if ms % 1000:
+            problems.append(source.problem([key], f"{units.format_duration(ms)} is not a whole number of seconds "
+                                           f"({why}): it would be rendered as {ms // 1000}s; give whole seconds"))
+    maxmemory = redis_maxmemory_bytes(profile)
+    explicit_zero = not isinstance(profile.redis.maxmemory, float) and maxmemory == 0  # the checks' own case
+    if maxmemory < units.MIB and not explicit_zero:
+        what = ("it would be rendered as 0, which Redis reads as no limit at all" if maxmemory == 0 else
+                "less than Redis's own overhead, so every write would be refused or evicted")
+        problems.append(source.problem(["redis.maxmemory", "hardware.redis.memory"], (
+            f"redis.maxmemory comes to {maxmemory} bytes, under 1 MiB: {what}; give at least 1MiB")))
+    return problems
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
     if data.pop("abstract", False) is True:
@@ -223,7 +336,10 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
     data.setdefault("environment", default_environment)
     if secrets := literal_secrets(source):
         raise ProfileError(secrets)
-    problems = _check_postgres_settings(source)
+    problems = (_check_postgres_settings(source)
+                + _check_server_settings(source, ("pgbouncer",), serverversions.PGBOUNCER)
+                + _check_server_settings(source, ("redis",), serverversions.REDIS)
+                + _check_server_settings(source, ("workers", "redis"), serverversions.REDIS))
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
@@ -231,6 +347,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
+    if rounded := _rounding_problems(profile, source):
+        raise ProfileError(_in_reading_order(rounded, source))
     if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
         raise ProfileError(_in_reading_order(identity, source))
     return _with_architecture(profile, source)

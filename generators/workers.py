@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import paths, redis, units
+from . import paths, redis, serverversions, units
 from .bundle import Part, Setting
 from .profile import Hardware, Profile, QueueRedis, RedisHardware, WorkerPool
 
@@ -29,7 +29,8 @@ TARGET = "workers"
 CONFIG_DIR = "/etc/celery"  # the ConfigMap's mount; on PYTHONPATH so `celeryconfig` imports
 CONFIG_FILE = "celeryconfig.py"
 QUEUE_REDIS_CONF = "redis-queue/redis.conf"
-QUEUE_REDIS_IMAGE = "docker.io/library/redis:7.2"
+# The queue Redis image by redis.version of workers.redis (serverversions: patched releases).
+QUEUE_REDIS_IMAGE = {version: release.image for version, release in serverversions.REDIS_RELEASES.items()}
 REDIS_CONFIG_DIR = "/etc/redis"
 # The worker's main (consumer) process, besides its `concurrency` pool processes.
 MAIN_PROCESS_MEMORY = 128 * units.MIB
@@ -60,7 +61,8 @@ def queue_profile(profile: Profile) -> Profile:
     if queue is None:
         return profile
     fields = {name: getattr(queue, name) for name in ("role", "maxmemory", "maxmemory_policy", "persistence",
-                                                       "timeout", "tcp_keepalive", "port")}
+                                                       "timeout", "tcp_keepalive", "port", "version",
+                                                       "appendfsync", "settings")}
     hardware = Hardware(postgres=profile.hardware.postgres, gpu=profile.hardware.gpu,
                         redis=RedisHardware(memory=queue.memory, cpus=queue.cpus))
     return profile.model_copy(update={"redis": profile.redis.model_copy(update=fields), "hardware": hardware})

@@ -29,6 +29,10 @@ OPERATOR_KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
         "pulumi config set prometheusOperator false"),
     ("monitoring.coreos.com", "Probe"): (
         "probes.monitoring.coreos.com", "prometheus-operator", "pulumi config set prometheusOperator false"),
+    ("monitoring.coreos.com", "ServiceMonitor"): (
+        "servicemonitors.monitoring.coreos.com", "prometheus-operator", "pulumi config set prometheusOperator false"),
+    ("monitoring.coreos.com", "PodMonitor"): (
+        "podmonitors.monitoring.coreos.com", "prometheus-operator", "pulumi config set prometheusOperator false"),
     ("keda.sh", "ScaledObject"): (
         "scaledobjects.keda.sh", "KEDA", "pulumi config set llmScaler hpa (or autoscaling.llm.scaler: hpa)"),
     ("keda.sh", "TriggerAuthentication"): (

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from generators import paths
 from generators.bundle import Bundle
 from generators.errors import PerfstackError
-from generators.k8s import metadata
+from generators.k8s import USERNAME_KEY, metadata
 from generators.objects import workloads
 from generators.profile import Profile
 from generators.render import render
@@ -112,7 +112,7 @@ class Credentials(pulumi.ComponentResource):
         user = profile.pgbouncer.auth_user
         # cast: pulumi's stubs bind Output.secret's type variable to Never for an Output argument.
         postgres_data: Any = pulumi.Output.secret(cast(Any, postgres_password)).apply(lambda pw: {
-            workloads.USERNAME_KEY: user,
+            USERNAME_KEY: user,
             refs.postgres_password.key: pw,
             workloads.USERLIST_KEY: workloads.userlist(user, pw),
         })

@@ -78,6 +78,8 @@ class StackSettings:
         if self.postgres:
             kubernetes["postgres"] = self.postgres
         updates: dict[str, Any] = {"kubernetes": kubernetes} if kubernetes else {}
+        if self.prometheus_release:  # the release selects the monitors as well as the rules
+            updates["monitoring"] = {"release": self.prometheus_release}
         if self.llm_scaler:
             updates["autoscaling"] = {"llm": {"scaler": self.llm_scaler}}
         if self.namespace:
@@ -86,6 +88,7 @@ class StackSettings:
 
 
 _CONFIG_KEYS = {"namespace": "namespace", "kubernetes.prometheus_rule_labels": "prometheusRelease",
+                "monitoring": "prometheusRelease",
                 "kubernetes.dashboard_labels": "grafanaDashboardLabel", "kubernetes.dashboards": "dashboards",
                 "kubernetes.postgres": "postgres", "autoscaling": "llmScaler"}
 

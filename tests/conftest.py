@@ -66,6 +66,15 @@ def run_checks(profile: Profile) -> list[Finding]:
     return checks.run(profile, config_parts(profile))
 
 
+def local_pgbouncer_profile(env: str, overrides: dict[str, Any] | None = None) -> Profile:
+    """An example profile rendered for the PgBouncer installed here (pgbouncer.version = its version, 1.18),
+    so the real server reads only settings it knows. Its config part is rendered without the gate: the
+    production lint rightly refuses 1.18's CVEs for a deployment, not for a local test server."""
+    from generators import localservers
+
+    return variant(env, deep_merge({"pgbouncer": {"version": localservers.pgbouncer_version()}}, overrides or {}))
+
+
 def rendered_bundle(env: str) -> Bundle:
     """The Bundle of an example profile, rendered once per test process."""
     if env not in _bundles:
@@ -93,6 +102,13 @@ def profile_folder(tmp_path: Path) -> Path:
     for path in PROFILES.glob("*.yaml"):
         shutil.copy(path, folder / path.name)
     return folder
+
+
+def as_written(bundle: Bundle) -> dict[str, bytes]:
+    """What write_bundle leaves in a folder: the bundle's files and perfstack's ownership marker."""
+    from generators.output import MARKER, MARKER_TEXT
+
+    return {**{rel: text.encode("utf-8") for rel, text in bundle.files.items()}, MARKER: MARKER_TEXT.encode()}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

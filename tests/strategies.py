@@ -21,7 +21,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from generators import llm as llm_rules
-from generators import models
+from generators import models, serverversions
 from generators import postgres as pg_rules
 from generators.profile import Profile
 
@@ -113,24 +113,30 @@ def profile_documents(draw: Any) -> dict[str, Any]:
 
     # ---- PgBouncer, then PostgreSQL sized to hold its pools
     databases = draw(st.lists(IDENT, min_size=1, max_size=3, unique=True))
+    users = draw(st.lists(IDENT, min_size=1, max_size=2, unique=True))  # one pool per (database, user)
     replicas = draw(st.integers(1, 4))
     pool = draw(st.integers(1, 60))
     reserve = draw(st.integers(0, 10))
-    server_conns = replicas * len(databases) * (pool + reserve)
+    server_conns = replicas * len(databases) * len(users) * (pool + reserve)
+    surge_conns = len(databases) * len(users) * (pool + reserve)  # PgBouncer's own rolling update: one more pod
     workload = draw(st.sampled_from(["web", "oltp", "dw", "desktop", "mixed"]))
     reserved = draw(st.integers(0, 10))
     postgres: dict[str, Any] = {"version": draw(st.integers(10, 18)), "workload": workload,
                                 "superuser_reserved_connections": reserved}
-    if pg_rules.DEFAULT_CONNECTIONS[workload] - reserved < server_conns or draw(st.booleans()):
-        postgres["max_connections"] = server_conns + reserved + draw(st.integers(0, 500))
+    if pg_rules.DEFAULT_CONNECTIONS[workload] - reserved < server_conns + surge_conns or draw(st.booleans()):
+        postgres["max_connections"] = server_conns + surge_conns + reserved + draw(st.integers(0, 500))
 
     # ---- timeouts nest: statement <= query < http; SLOs inside them
+    # PgBouncer's query_timeout counts the queue wait too: query >= query_wait + statement; the app's pool timeout
+    # is above the queue wait; the reserve pool opens within the query SLO.
     statement = draw(st.integers(1, 600)) * 1000 + draw(st.sampled_from([0, 0, 250]))
-    query = statement + draw(st.integers(0, 60)) * 1000
+    query = statement + draw(st.integers(1, 60)) * 1000
+    query_wait = draw(st.integers(1, query - statement))
     http = query + draw(st.integers(1, 120)) * 1000
+    db_slo = draw(st.integers(1, statement))
     postgres.update({
         "statement_timeout": duration_text(statement, draw),
-        "lock_timeout": duration_text(draw(st.integers(1, 60)) * 1000, draw),
+        "lock_timeout": duration_text(draw(st.integers(0, min(60, (statement - 1) // 1000))) * 1000, draw),  # < statement
         "idle_in_transaction_session_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
         "log_min_duration_statement": duration_text(draw(st.integers(0, 10_000)), draw),
     })
@@ -139,27 +145,35 @@ def profile_documents(draw: Any) -> dict[str, Any]:
         postgres["settings"] = {name: draw(OVERRIDES[name]) for name in sorted(overrides)}
     doc["postgres"] = postgres
     min_pool = draw(st.integers(0, pool))
+    kubernetes_postgres = draw(st.sampled_from(["external", "cloudnativepg"]))
     pgbouncer: dict[str, Any] = {
         "pool_mode": draw(st.sampled_from(["session", "transaction", "statement"])),
         "default_pool_size": pool, "min_pool_size": min_pool, "reserve_pool_size": reserve,
-        "reserve_pool_timeout": duration_text(draw(st.integers(1, 30)) * 1000, draw),
+        "reserve_pool_timeout": duration_text(draw(st.integers(1, min(db_slo, 30_000))), draw),
         "server_idle_timeout": duration_text(draw(st.integers(1, 3600)) * 1000, draw),
-        "query_timeout": duration_text(query, draw),
-        "replicas": replicas, "databases": databases,
+        "query_timeout": duration_text(query, draw), "query_wait_timeout": duration_text(query_wait, draw),
+        "replicas": replicas, "databases": databases, "users": users,
         "auth_type": draw(st.sampled_from(AUTH_TYPES)),
+        "version": draw(st.sampled_from(list(serverversions.PGBOUNCER_VERSIONS))),
     }
+    if kubernetes_postgres == "external" or draw(st.booleans()):
+        pgbouncer["server_host"] = "db.example.internal"  # an external database is dialled by name
 
-    # ---- the app's connections fit PgBouncer's clients
+    # ---- the app's connections (with its rolling-update surge) fit PgBouncer's clients
     db_size, overflow = draw(st.integers(1, 50)), draw(st.integers(0, 50))
     api_max = draw(st.integers(1, 50))
-    clients = api_max * (db_size + overflow)
+    clients = (api_max + math.ceil(api_max / 4)) * (db_size + overflow)
     pgbouncer["max_client_conn"] = math.ceil(clients / replicas) + draw(st.integers(0, 2000))
+    if pgbouncer["pool_mode"] == "session" and clients > server_conns:
+        pgbouncer["pool_mode"] = "transaction"  # session mode holds a server connection per client
     doc["pgbouncer"] = pgbouncer
     backoff_base = draw(st.integers(10, 2000))
     doc["app"] = {
+        # statement pooling refuses multi-statement transactions: an app in it runs none
+        "multi_statement_transactions": pgbouncer["pool_mode"] != "statement",
         "db_pool": {"size": db_size, "max_overflow": overflow, "pre_ping": draw(st.booleans()),
                     "recycle": duration_text(draw(st.integers(1, 24)) * 3_600_000, draw),
-                    "timeout": duration_text(draw(st.integers(1, 60)) * 1000, draw)},
+                    "timeout": duration_text(draw(st.integers(query_wait // 1000 + 1, 61)) * 1000, draw)},
         "http": {"max_connections": draw(st.integers(1, 1000)), "timeout": duration_text(http, draw)},
         "retry": {"attempts": draw(st.integers(1, 10)), "backoff_base": duration_text(backoff_base, draw),
                   "backoff_max": duration_text(backoff_base * draw(st.integers(1, 100)), draw)},
@@ -181,19 +195,20 @@ def profile_documents(draw: Any) -> dict[str, Any]:
     else:
         maxmemory = size_text(draw(st.integers(64, int(redis_memory * share_max) // MIB)) * MIB, draw)
     doc["redis"] = {"role": role, "maxmemory": maxmemory, "maxmemory_policy": policy, "persistence": persistence,
-                    "timeout": duration_text(draw(st.integers(0, 3600)) * 1000, draw),
+                    # 0 (never) or above the app's 30 s health-check interval
+                    "timeout": duration_text(draw(st.sampled_from([0, draw(st.integers(31, 3600))])) * 1000, draw),
                     "tcp_keepalive": duration_text(draw(st.integers(0, 600)) * 1000, draw)}
 
     # ---- autoscaling, SLOs
     api_min = draw(st.integers(1, api_max))
-    slo: dict[str, Any] = {"db_query_p95": duration_text(draw(st.integers(1, statement)), draw),
+    slo: dict[str, Any] = {"db_query_p95": duration_text(db_slo, draw),
                            "api_latency_p95": duration_text(draw(st.integers(50, 10_000)), draw),
                            "error_rate": draw(st.sampled_from(["0.1%", "1%", "5%", 0.02]))}
     autoscaling: dict[str, Any] = {
         "api": {"min_replicas": api_min, "max_replicas": api_max, "target_cpu": draw(st.integers(10, 95)),
                 "scale_down_stabilization": duration_text(draw(st.integers(0, 60)) * 60_000, draw)},
     }
-    doc["kubernetes"] = {"postgres": draw(st.sampled_from(["external", "cloudnativepg"])),
+    doc["kubernetes"] = {"postgres": kubernetes_postgres,
                          "dashboards": draw(st.sampled_from(["configmap", "grafana-operator"]))}
 
     # ---- the LLM server (or none)

@@ -24,7 +24,7 @@ from .conftest import PROFILES, REPO, load, rules_of, run_cli
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
-COMPONENTS = {"postgres", "pgbouncer", "redis", "llm", "api", "slo", "workers"}  # dev and prod both have workers
+COMPONENTS = {"postgres", "pgbouncer", "redis", "llm", "api", "slo", "workers", "blindness"}  # dev and prod both have workers
 
 
 def variant(base: str, overrides: dict[str, Any]) -> Profile:
@@ -172,8 +172,8 @@ def test_pgbouncer_thresholds_from_pool_sizes() -> None:
     # client connections: 0.80 x max_client_conn (dev 500, prod 2000)
     assert threshold(rules_by_name(dev)["PgBouncerClientConnectionsHigh"]) == 400
     assert threshold(rules_by_name(prod)["PgBouncerClientConnectionsHigh"]) == 1600
-    # max wait: reserve_pool_timeout 3s
-    assert threshold(rules_by_name(prod)["PgBouncerMaxWaitHigh"]) == 3
+    # max wait: reserve_pool_timeout 100ms (within the 200 ms query SLO)
+    assert threshold(rules_by_name(prod)["PgBouncerMaxWaitHigh"]) == 0.1
     assert threshold(rules_by_name(variant("prod", {"pgbouncer": {"reserve_pool_timeout": "1500ms"}}))[
         "PgBouncerMaxWaitHigh"]) == 1.5
 

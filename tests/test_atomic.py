@@ -23,9 +23,9 @@ import pytest
 
 from generators import output
 from generators.bundle import Bundle
-from generators.output import write_bundle
+from generators.output import OutputError, write_bundle
 
-from .conftest import PROFILES, rendered_bundle, run_cli, snapshot, worktree_env
+from .conftest import PROFILES, as_written, rendered_bundle, run_cli, snapshot, worktree_env
 
 # A render whose every file write sleeps first and is logged (pid, start, end): slow enough to be killed
 # mid-write, and a record of whose writes happened when.
@@ -48,7 +48,7 @@ main()
 
 
 def expected(bundle: Bundle) -> dict[str, bytes]:
-    return {rel: text.encode("utf-8") for rel, text in bundle.files.items()}
+    return as_written(bundle)
 
 
 def siblings(out: Path) -> list[str]:
@@ -82,8 +82,10 @@ def test_generator_error_leaves_the_folder(folder: Path, monkeypatch: pytest.Mon
         raise RuntimeError("injected generator failure")
 
     monkeypatch.setattr("generators.redis.render", broken)
-    with pytest.raises(RuntimeError, match="injected"):
-        run_cli("--profiles-dir", folder, "render", "prod", "--out", out)
+    result = run_cli("--profiles-dir", folder, "render", "prod", "--out", out)
+    assert result.exit_code == 3  # an unexpected exception is perfstack's bug: exit 3, one line, no traceback
+    assert "perfstack: internal error: RuntimeError: injected generator failure" in result.stderr
+    assert "Traceback" not in result.stderr
     assert snapshot(out) == before
     assert siblings(out) == [".out.lock", "out"]
 
@@ -102,7 +104,7 @@ def test_write_error_half_way_leaves_the_folder(tmp_path: Path, monkeypatch: pyt
         return real_write(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pathlib.Path, "write_text", disk_full)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises(OutputError, match="injected"):  # the disk's error, named with the path (exit 2)
         write_bundle(rendered_bundle("dev"), out)
     assert len(calls) == 5 and snapshot(out) == before
     assert siblings(out) == [".out.lock", "out"], "the staging folder was left behind"

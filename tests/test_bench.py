@@ -71,6 +71,9 @@ def test_bench_exits_1_when_the_db_query_slo_is_missed(tmp_path: Path) -> None:
     dev = tmp_path / "dev.yaml"
     text, count = re.subn(r"db_query_p95: \S+", "db_query_p95: 1ms", dev.read_text())
     assert count == 1
+    # the reserve pool must open within the query SLO (reserve_pool_within_query_slo)
+    text, count = re.subn(r"\npgbouncer:\n", "\npgbouncer:\n  reserve_pool_timeout: 1ms\n", text)
+    assert count == 1
     dev.write_text(text)
     # 1 ms for a 7-statement TPC-B transaction through a pooler on loopback, 8 clients on this machine: not met.
     result = bench("dev", "--scale", "1", "--duration", "1", "--clients", "8", "--script", "tpcb-like",

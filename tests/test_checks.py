@@ -32,14 +32,21 @@ def test_every_check_is_registered() -> None:
     names = {c.__name__ for c in checks.CHECKS}
     assert names == {
         "pgbouncer_fits_postgres", "app_fits_pgbouncer", "postgres_fits_memory", "redis_fits_memory",
+        "postgres_wal_keeps_up", "postgres_io_method_allowed", "postgres_managed_is_external", "postgres_managed_allows",
+        "postgres_list_values",
         "redis_queue_keeps_jobs", "llm_needs_gpu", "llm_kv_cache_dtype_supported", "llm_tensor_parallel_fits_heads",
         "llm_fits_gpu", "llm_ollama_fits_gpu", "llm_quantized_kv_needs_flash_attention", "llm_gated_model_has_token",
         "llm_scale_down_covers_load_time", "llm_scale_to_zero", "llm_startup_covers_load_time",
         "llm_autoscaling_has_metric", "hpa_stabilization_within_limit", "timeouts_nest", "latency_slos_within_buckets",
-        "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm"}
+        "workers_fit_database", "visibility_timeout_above_time_limit", "queue_redis_keeps_jobs", "workers_fit_llm",
+        "pgbouncer_pool_mode_fits_app", "pgbouncer_server_host", "query_timeout_covers_wait",
+        "redis_maxmemory_bounded", "redis_clients_fit"}
     assert [o.check for o in checks.TIMEOUT_ORDER] == [
         "http_timeout_above_query_timeout", "query_timeout_covers_statement_timeout", "llm_timeout_covers_slo",
-        "db_query_slo_within_statement_timeout", "retry_backoff_ordered"]
+        "db_query_slo_within_statement_timeout", "lock_timeout_below_statement_timeout",
+        "db_pool_timeout_above_query_wait_timeout",
+        "http_timeout_above_query_wait_timeout", "reserve_pool_within_query_slo", "redis_health_check_within_idle_timeout",
+        "retry_backoff_ordered"]
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -61,19 +68,23 @@ def test_prod_warns_that_not_every_full_length_sequence_fits() -> None:
 
 # ---------------------------------------------------------------- PgBouncer and PostgreSQL
 def test_pgbouncer_fits_postgres() -> None:
-    # prod: 2 replicas x 1 pool x (20 + 5) = 50 server connections; 53 - 3 reserved = 50 is exactly enough.
-    assert errors("prod", {"postgres": {"max_connections": 53}}, "pgbouncer_fits_postgres") == []
-    [error] = errors("prod", {"postgres": {"max_connections": 52}}, "pgbouncer_fits_postgres")
-    assert "2 replicas x 1 pools x (20 + 5) = 50 server connections" in error.message
-    assert "postgres.max_connections 52 - 3 reserved leaves 49" in error.message
+    # prod: 2 replicas x 1 database x 1 user x (20 + 5) = 50 server connections, + 25 for PgBouncer's own surge pod
+    # while it rolls = 75; 78 - 3 reserved = 75 is exactly enough.
+    assert errors("prod", {"postgres": {"max_connections": 78}}, "pgbouncer_fits_postgres") == []
+    [error] = errors("prod", {"postgres": {"max_connections": 77}}, "pgbouncer_fits_postgres")
+    assert "2 replicas x 1 databases x 1 users (one pool per database and user) x (20 + 5) = 50 server connections, " \
+        "+ 25 for the surge pod of its own rolling update = 75" in error.message
+    assert "postgres.max_connections 77 - 3 reserved leaves 74" in error.message
 
 
 def test_app_fits_pgbouncer() -> None:
-    # prod: 20 api pods x (20 + 40) = 1200 client connections; 2 x 600 = 1200 is exactly enough.
-    assert errors("prod", {"pgbouncer": {"max_client_conn": 600}}, "app_fits_pgbouncer") == []
-    [error] = errors("prod", {"pgbouncer": {"max_client_conn": 599}}, "app_fits_pgbouncer")
-    assert "max_replicas 20 x (db_pool.size 20 + max_overflow 40) = 1200" in error.message
-    assert "2 replicas x max_client_conn 599 = 1198" in error.message
+    # prod: (20 api pods + 5 surge: 25% of 20 during a rolling update) x (20 + 40) = 1500 client connections;
+    # 2 x 750 = 1500 is exactly enough.
+    assert errors("prod", {"pgbouncer": {"max_client_conn": 750}}, "app_fits_pgbouncer") == []
+    [error] = errors("prod", {"pgbouncer": {"max_client_conn": 749}}, "app_fits_pgbouncer")
+    assert "max_replicas 20 + 5 rolling-update surge (app.max_surge) x (db_pool.size 20 + max_overflow 40) = 1500" \
+        in error.message
+    assert "2 replicas x max_client_conn 749 = 1498" in error.message
 
 
 # ---------------------------------------------------------------- Redis
@@ -271,11 +282,11 @@ def test_retry_backoff_ordered() -> None:
 
 # ---------------------------------------------------------------- through render and the CLI
 def test_render_refuses_a_profile_over_the_line() -> None:
-    profile = variant("prod", {"postgres": {"max_connections": 52}})
+    profile = variant("prod", {"postgres": {"max_connections": 77}})  # 75 needed with PgBouncer's surge pod
     with pytest.raises(CheckError) as caught:
         render(profile)
     assert "pgbouncer_fits_postgres" in str(caught.value)
-    assert check(variant("prod", {"postgres": {"max_connections": 53}}))  # only warnings: a list, no raise
+    assert check(variant("prod", {"postgres": {"max_connections": 78}}))  # only warnings: a list, no raise
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -293,7 +304,9 @@ def test_cli_validate_names_the_check_file_and_line(profile_folder: Path) -> Non
 
 
 def test_cli_validate_passes_at_the_line_and_prints_warnings(profile_folder: Path) -> None:
-    _write(profile_folder, "edge", "extends: prod\nenvironment: edge\npgbouncer:\n  query_timeout: 30s\n")
+    # At the line: query_timeout 31s = query_wait_timeout 1s + statement_timeout 30s.
+    _write(profile_folder, "edge", "extends: prod\nenvironment: edge\npgbouncer:\n  query_timeout: 31s\n"
+           "  query_wait_timeout: 1s\n")
     result = run_cli("--profiles-dir", profile_folder, "validate", "edge", "dev")
     assert result.exit_code == 0, result.stderr
     assert "edge: ok" in result.stdout and "dev: ok" in result.stdout

@@ -45,24 +45,24 @@ def test_visibility_timeout_must_exceed_the_longest_retry_countdown() -> None:
 
 
 def test_worker_db_pools_count_against_pgbouncer_with_the_app() -> None:
-    # app 20 x (20 + 40) = 1200 + default 10 x 4 x 2 = 80 + agents 16 x 8 x 1 = 128: 1408 clients.
-    at = {"pgbouncer": {"max_client_conn": 704}}  # 2 replicas x 704 = 1408
+    # app (20 + 5 surge) x (20 + 40) = 1500 + default 10 x 4 x 2 = 80 + agents 16 x 8 x 1 = 128: 1708 clients.
+    at = {"pgbouncer": {"max_client_conn": 854}}  # 2 replicas x 854 = 1708
     assert not _errors(at, "workers_fit_pgbouncer")
-    over = _errors({"pgbouncer": {"max_client_conn": 703}}, "workers_fit_pgbouncer")
+    over = _errors({"pgbouncer": {"max_client_conn": 853}}, "workers_fit_pgbouncer")
     assert len(over) == 1
-    assert ("app 20 x (20 + 40) = 1200 + workers.pools.default 10 replicas x concurrency 4 x (2 + 0) = 80 + "
-            "workers.pools.agents 16 replicas x concurrency 8 x (1 + 0) = 128 = 1408 client connections but "
-            "pgbouncer allows 2 replicas x max_client_conn 703 = 1406") in over[0].message
-    # The app alone (1200) still fits: only the workers' connections push it over.
-    assert not _errors({"pgbouncer": {"max_client_conn": 703}}, "app_fits_pgbouncer")
+    assert ("app (20 + 5 surge) x (20 + 40) = 1500 + workers.pools.default 10 replicas x concurrency 4 x (2 + 0) = 80 + "
+            "workers.pools.agents 16 replicas x concurrency 8 x (1 + 0) = 128 = 1708 client connections but "
+            "pgbouncer allows 2 replicas x max_client_conn 853 = 1706") in over[0].message
+    # The app alone (1500) still fits: only the workers' connections push it over.
+    assert not _errors({"pgbouncer": {"max_client_conn": 853}}, "app_fits_pgbouncer")
 
 
 def test_session_pooling_counts_worker_connections_against_postgres() -> None:
     session = {"pgbouncer": {"pool_mode": "session"}}
-    at = _errors({**session, "postgres": {"max_connections": 1411}}, "workers_fit_postgres")  # 1411 - 3 = 1408
+    at = _errors({**session, "postgres": {"max_connections": 1711}}, "workers_fit_postgres")  # 1711 - 3 = 1708
     assert not at
-    over = _errors({**session, "postgres": {"max_connections": 1410}}, "workers_fit_postgres")
-    assert len(over) == 1 and "= 1408 but postgres.max_connections 1410 - 3 reserved leaves 1407" in over[0].message
+    over = _errors({**session, "postgres": {"max_connections": 1710}}, "workers_fit_postgres")
+    assert len(over) == 1 and "= 1708 but postgres.max_connections 1710 - 3 reserved leaves 1707" in over[0].message
     # Transaction pooling multiplexes: PgBouncer's own pools are what PostgreSQL sees.
     assert not _errors({"postgres": {"max_connections": 1410}}, "workers_fit_postgres")
 

@@ -101,7 +101,8 @@ def test_a_pull_request_gets_a_fresh_check_and_one_comment(repo: Path, env: dict
     assert re.search(rf"^\d of {deployed} environment\(s\) change: (.*, )?prod(,|$)", comment, re.M)
     assert "dev" not in re.search(r"environment\(s\) change: (.*)", comment).group(1)
     assert "| <code>DB_POOL_SIZE</code> | <code>20</code> | <code>30</code> |" in comment
-    assert re.search(r"PgBouncer client connections .*1200 / 4000 .*1400 / 4000", comment)
+    # (20 + 5 surge) pods x (20 + 40), then x (30 + 40)
+    assert re.search(r"PgBouncer client connections .*1500 / 4000 .*1750 / 4000", comment)
     assert Path(env["GITHUB_STEP_SUMMARY"]).read_text() == comment
 
 

@@ -32,8 +32,9 @@ from generators.drift import postgres as pg_drift
 from generators.drift import prometheus as prom_drift
 from generators.drift import redis as redis_drift
 from generators.drift.report import CHANGED, EXTRA, MISSING, PENDING_RESTART, DriftReport
+from generators.render import render
 
-from .conftest import rendered_bundle, run_cli
+from .conftest import PROFILES, local_pgbouncer_profile, rendered_bundle, run_cli
 
 RULES_FILE = "prometheus/alerts.yaml"
 FIXTURES = Path(__file__).parent / "fixtures" / "kubernetes"
@@ -64,11 +65,26 @@ groups:
 
 
 def bundle_with_rules() -> Bundle:
-    """The dev bundle; with the test's own rule file while the profile renders none."""
-    bundle = rendered_bundle("dev")
+    """The dev bundle, rendered for the PgBouncer installed here (its version's settings); with the test's own rule
+    file while the profile renders none."""
+    bundle = render(local_pgbouncer_profile("dev"))
     if RULES_FILE in bundle.files:
         return bundle
     return dataclasses.replace(bundle, files={**bundle.files, RULES_FILE: TEST_RULES})
+
+
+@pytest.fixture(scope="module")
+def local_profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example profiles with dev's pgbouncer.version pinned to the PgBouncer installed here (the live side of
+    these tests): `perfstack drift dev` then expects exactly what that PgBouncer can hold."""
+    folder = tmp_path_factory.mktemp("profiles")
+    for path in (PROFILES / "base.yaml", PROFILES / "dev.yaml"):
+        (folder / path.name).write_text(path.read_text())
+    dev = folder / "dev.yaml"
+    text, count = re.subn(r"\npgbouncer:\n", f'\npgbouncer:\n  version: "{ls.pgbouncer_version()}"\n', dev.read_text())
+    assert count == 1
+    dev.write_text(text)
+    return folder
 
 
 def differences(report: DriftReport, target: str) -> set[tuple[str, str, str | None, str | None]]:
@@ -80,8 +96,13 @@ def sha(data: bytes | str) -> str:
 
 
 # ---------------------------------------------------------------- servers
-def make_roles(server: ls.Postgres) -> None:
+def make_roles(server: ls.Postgres, roles_sql: str) -> None:
+    """The drift roles, and the application's role with roles.sql's per-role timeouts applied."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE app LOGIN")
+        for line in roles_sql.splitlines():
+            if line.startswith("ALTER ROLE"):
+                conn.execute(line.split("  -- ")[0])  # type: ignore[call-overload]  # rendered SQL
         for role in (RO_ROLE, MIN_ROLE):
             conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_read_all_settings")
             conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
@@ -153,7 +174,7 @@ def stack() -> Iterator[Stack]:
     try:
         postgres = ls.start_postgres(bundle.files["postgres/postgresql.conf"])
         started.append(postgres)
-        make_roles(postgres)
+        make_roles(postgres, bundle.files["postgres/roles.sql"])
         pgbouncer = ls.start_pgbouncer(bundle.files["pgbouncer/pgbouncer.ini"], postgres)
         bouncers.append(pgbouncer)
         pool_size = bundle.target_settings("pgbouncer")["default_pool_size"].text
@@ -205,7 +226,7 @@ def test_the_drift_role_is_read_only(stack: Stack) -> None:
             conn.execute("SELECT pg_reload_conf()")
 
 
-def test_no_drift_at_first_and_a_drift_run_changes_nothing(stack: Stack) -> None:
+def test_no_drift_at_first_and_a_drift_run_changes_nothing(stack: Stack, local_profiles: Path) -> None:
     before = config_state(stack, stack.postgres, stack.redis)
     report = detect(stack.bundle, stack.endpoints())
     assert report.exit_code == 0, format_text(report)
@@ -215,7 +236,7 @@ def test_no_drift_at_first_and_a_drift_run_changes_nothing(stack: Stack) -> None
     assert report.target("prometheus").checked == len(prom_drift.expected_rules(stack.bundle.files[RULES_FILE]))
     assert report.target("pgbouncer").checked > len(stack.bundle.target_settings("pgbouncer")) // 2
 
-    result = run_cli("drift", "dev", "--postgres", stack.postgres.dsn(user=RO_ROLE),
+    result = run_cli("--profiles-dir", local_profiles, "drift", "dev", "--postgres", stack.postgres.dsn(user=RO_ROLE),
                      "--pgbouncer", stack.pgbouncer.admin_dsn(user=RO_ROLE), "--redis", stack.redis.url,
                      "--prometheus", stack.prometheus.url, "--format", "json")
     document = json.loads(result.stdout)
@@ -232,7 +253,7 @@ def changed_servers(stack: Stack) -> Iterator[tuple[ls.Postgres, ls.Redis]]:
     postgres = ls.start_postgres(stack.bundle.files["postgres/postgresql.conf"])
     redis = None
     try:
-        make_roles(postgres)
+        make_roles(postgres, stack.bundle.files["postgres/roles.sql"])
         redis = ls.start_redis(stack.bundle.files["redis/redis.conf"])
         yield postgres, redis
     finally:
@@ -248,13 +269,15 @@ def wait_for(conn: psycopg.Connection[Any], query: str, expected: Any) -> None:
         time.sleep(0.05)
 
 
-def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls.Postgres, ls.Redis]) -> None:
+def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls.Postgres, ls.Redis],
+                                         local_profiles: Path) -> None:
     postgres, redis = changed_servers
     settings = stack.bundle.target_settings("postgres")
     shared_buffers = units.format_size_pg(settings["shared_buffers"].value * 2)
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET work_mem = '64MB'")
         conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+        conn.execute("ALTER ROLE app SET lock_timeout = '5s'")  # a per-role setting (roles.sql) changed by hand
         conn.execute("SELECT pg_reload_conf()")
         wait_for(conn, "SELECT setting, pending_restart FROM pg_settings WHERE name = 'work_mem'", ("65536", False))
         wait_for(conn, "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'", (True,))
@@ -272,6 +295,7 @@ def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls
     assert differences(report, "postgres") == {
         ("work_mem", CHANGED, settings["work_mem"].text, "64MB"),
         ("shared_buffers", PENDING_RESTART, settings["shared_buffers"].text, shared_buffers),
+        ("lock_timeout (role app)", CHANGED, settings["lock_timeout"].text, "5s"),
     }
     work_mem = next(d for d in report.target("postgres").differences if d.key == "work_mem")
     assert work_mem.source and re.search(r"postgresql\.auto\.conf:\d+$", work_mem.source)
@@ -298,7 +322,7 @@ def test_each_change_is_reported_exactly(stack: Stack, changed_servers: tuple[ls
     assert "pg_file_settings" in (pending[0].note or "")
 
     # The command: the same differences in the JSON document, exit 1; and in the text.
-    result = run_cli("drift", "dev", "--postgres", postgres.dsn(user=RO_ROLE),
+    result = run_cli("--profiles-dir", local_profiles, "drift", "dev", "--postgres", postgres.dsn(user=RO_ROLE),
                      "--pgbouncer", stack.pgbouncer_bigger_pool.admin_dsn(user=RO_ROLE), "--redis", redis.url,
                      "--format", "json")
     assert result.exit_code == 1, result.stdout

@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tls_profile():  # type: ignore[no-untyped-def]
+    # Rendered for the PgBouncer installed here (1.18), which must read every rendered setting.
     base, _ = load_profile("dev", ROOT / "profiles")
-    return base.model_copy(update={"pgbouncer": base.pgbouncer.model_copy(update={"client_tls": True})})
+    return base.model_copy(update={"pgbouncer": base.pgbouncer.model_copy(update={
+        "client_tls": True, "version": localservers.pgbouncer_version()})})
 
 
 def test_client_tls_settings_and_mount() -> None:

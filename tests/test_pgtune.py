@@ -480,7 +480,7 @@ def test_overrides_win_over_rules() -> None:
 def test_every_conf_line_names_rule_and_inputs() -> None:
     conf = postgres.render(profile()).files["postgres/postgresql.conf"]
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
-    assert len(lines) == len(postgres.settings(profile()))
+    assert len(lines) == len(postgres.server_settings(postgres.settings(profile())))  # per-role ones: roles.sql
     for line in lines:
         assert "  # " in line, line
     assert "work_mem = 20164kB  # pgtune: (RAM - shared_buffers) / ((max_connections + max_worker_processes) * 3) " \
@@ -492,7 +492,7 @@ def test_alter_system_carries_the_same_settings() -> None:
     p = profile({"settings": {"application_name": "it's"}})
     sql = postgres.render(p).files["postgres/alter_system.sql"]
     statements = [line for line in sql.splitlines() if line.startswith("ALTER SYSTEM SET")]
-    assert len(statements) == len(postgres.settings(p))
+    assert len(statements) == len(postgres.server_settings(postgres.settings(p)))
     assert "ALTER SYSTEM SET shared_buffers = '4GB';" in sql
     assert "ALTER SYSTEM SET application_name = 'it''s';" in sql  # quotes doubled
     assert sql.rstrip().endswith("SELECT pg_reload_conf();")

@@ -39,7 +39,7 @@ import redis as redis_client
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from ruamel.yaml import YAML
 
-from generators import localservers
+from generators import localservers, serverversions
 from generators.bundle import Bundle
 from generators.errors import ProfileError
 from generators.pgversions import PARAMETER_SINCE, PARAMETER_UNTIL, VALUE_SINCE
@@ -143,9 +143,15 @@ def check_pgbouncer(tools: Tools, bundle: Bundle) -> list[str]:
         userlist, log = work / "userlist.txt", work / "pgbouncer.log"
         localservers._write(userlist, '"pgbouncer_auth" "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy"\n')
         # No TCP listener (listen_addr empty): only a Unix socket in a private folder, so no port can clash.
+        # Settings of a later PgBouncer than the one installed here (max_prepared_statements: 1.21) are judged by
+        # the version table instead, as PostgreSQL 18's are; server TLS needs the CA Secret, not mounted here.
+        local = localservers.pgbouncer_version()
+        newer = {s.key: None for s in bundle.settings if s.target == "pgbouncer"
+                 and s.key in serverversions.PGBOUNCER_SETTINGS and not serverversions.pgbouncer_has(s.key, local)}
         ini = localservers.rewrite_ini(bundle.files["pgbouncer/pgbouncer.ini"], {
             "listen_addr": "", "listen_port": str(port), "unix_socket_dir": str(work),
-            "auth_file": str(userlist), "logfile": str(log), "pidfile": str(work / "pgbouncer.pid")})
+            "auth_file": str(userlist), "logfile": str(log), "pidfile": str(work / "pgbouncer.pid"),
+            "server_tls_sslmode": None, "server_tls_ca_file": None, **newer})
         ini_path = work / "pgbouncer.ini"
         localservers._write(ini_path, ini)
         stderr = work / "stderr.log"
@@ -273,22 +279,25 @@ BUCKETS = {"latency_buckets": {"http": ["100ms", "1s", "2s", "5s"], "workflow": 
 SMALLEST = {"environment": "dev", "namespace": "a", "hardware": {"postgres": {"memory": "1GiB", "cpus": 1},
                                                                   "redis": {"memory": "1GiB", "cpus": 1}},
             "postgres": {"version": 10, "workload": "desktop"},
-            "pgbouncer": {"replicas": 1, "default_pool_size": 5, "min_pool_size": 1, "reserve_pool_size": 2},
+            "pgbouncer": {"replicas": 1, "default_pool_size": 5, "min_pool_size": 1, "reserve_pool_size": 2,
+                          "server_host": "db.example.internal"},
             "autoscaling": {"api": {"min_replicas": 1, "max_replicas": 2}}, "app": BUCKETS}
 LARGEST = {"environment": "prod", "namespace": "big", "hardware": {
     "postgres": {"memory": "1TiB", "cpus": 128, "storage": "nvme", "data_size": "5TiB"},
     "redis": {"memory": "1TiB", "cpus": 128}, "gpu": {"model": "B200", "memory": "192GiB", "count": 8}},
     "postgres": {"version": 18, "workload": "dw", "max_connections": 1000},
+    "pgbouncer": {"server_host": "db.example.internal", "server_tls_sslmode": "verify-full"},
     "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "dtype": "bf16"},
             "max_model_len": 131072, "max_num_seqs": 256},
     "autoscaling": {"llm": {"scale_down_stabilization": "1h"}},
-    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}}, "app": BUCKETS}
+    "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}, "postgres_ca": {"secret": "pg-ca"}}, "app": BUCKETS}
 
 # Found by the soak: a long LLM scale-down window can pass the HorizontalPodAutoscaler's 3600 s limit (now a
 # cross-component check); exactly the limit must render.
 HPA_LIMIT = {"environment": "staging", "namespace": "llm", "hardware": {
     "postgres": {"memory": "16GiB", "cpus": 4}, "redis": {"memory": "4GiB", "cpus": 2},
     "gpu": {"model": "L4", "memory": "24GiB", "count": 2}},
+    "pgbouncer": {"server_host": "db.example.internal"},
     "llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.2-3B-Instruct", "dtype": "bf16"},
             "max_model_len": 4096, "max_num_seqs": 8},
     "secrets": {"hf_token": {"secret": "hf-token", "key": "HF_TOKEN"}},

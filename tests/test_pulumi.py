@@ -403,7 +403,9 @@ def test_stack_settings_override_profile_keys() -> None:
     assert changed.kubernetes.dashboards == "grafana-operator"
     assert changed.kubernetes.postgres == "cloudnativepg"
     # Everything else is the profile's, unchanged.
-    assert changed.model_dump(exclude={"namespace", "kubernetes"}) == profile.model_dump(exclude={"namespace", "kubernetes"})
+    assert changed.monitoring.release == "monitoring"  # the release selects the monitors too
+    assert changed.model_dump(exclude={"namespace", "kubernetes", "monitoring"}) == profile.model_dump(
+        exclude={"namespace", "kubernetes", "monitoring"})
     assert apply(profile, StackSettings(profile="prod")) == profile
 
 

@@ -18,9 +18,10 @@ import pytest
 import redis as redis_client
 
 from generators import localservers
-from generators.bundle import Bundle, Setting
+from generators import pgbouncer as pgbouncer_target
+from generators.bundle import Bundle, Part, Setting
 
-from .conftest import rendered_bundle
+from .conftest import local_pgbouncer_profile, rendered_bundle
 
 SIZE = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 TIME_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -32,6 +33,8 @@ def canonical(text: str) -> tuple[str, object]:
     match = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)", text)
     if match:
         number, unit = float(match[1]), match[2]
+        if number == 0:
+            return "number", 0.0  # SHOW prints a zero size or time without its unit
         if unit in SIZE:
             return "size", number * SIZE[unit]
         if unit in TIME_MS:
@@ -47,6 +50,8 @@ def from_pg_settings(setting: str, unit: str | None, vartype: str) -> tuple[str,
         match = re.fullmatch(r"(\d*)([a-zA-Z]+)", unit)
         assert match, unit
         factor = int(match[1] or 1)
+        if float(setting) == 0:
+            return "number", 0.0
         if match[2] in SIZE:
             return "size", float(setting) * factor * SIZE[match[2]]
         return "time", float(setting) * factor * TIME_MS[match[2]]
@@ -54,7 +59,8 @@ def from_pg_settings(setting: str, unit: str | None, vartype: str) -> tuple[str,
 
 
 def postgres_settings(bundle: Bundle) -> list[Setting]:
-    return list(bundle.target_settings("postgres").values())
+    """The server-wide settings (the per-role timeouts are in roles.sql: tests/test_dba.py runs them)."""
+    return [s for s in bundle.target_settings("postgres").values() if s.scope == "server"]
 
 
 # ---------------------------------------------------------------- PostgreSQL (dev: a full start)
@@ -160,14 +166,22 @@ def test_postgres_refuses_a_bad_value(prod_cluster: Path) -> None:
 
 
 # ---------------------------------------------------------------- PgBouncer in front of the dev PostgreSQL
+# The local PostgreSQL has no TLS: prod's verify-full to its managed database is judged by test_pgbouncer_auth.py.
 REWRITTEN_FOR_THE_TEST = {"listen_addr", "listen_port", "auth_type", "auth_file", "auth_user", "auth_query",
-                          "admin_users", "stats_users"}
+                          "admin_users", "stats_users", "server_tls_sslmode", "server_tls_ca_file"}
+
+
+def local_part(env: str) -> Part:
+    """The example's PgBouncer part, rendered for the local PgBouncer's version (conftest.local_pgbouncer_profile)."""
+    return pgbouncer_target.render(local_pgbouncer_profile(env))
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def pgbouncer(request: pytest.FixtureRequest, postgres_dev: localservers.Postgres) -> Iterator[tuple[str, object]]:
     env = request.param
-    server = localservers.start_pgbouncer(rendered_bundle(env).files["pgbouncer/pgbouncer.ini"], postgres_dev)
+    ini = localservers.rewrite_ini(local_part(env).files["pgbouncer/pgbouncer.ini"],
+                                   {"server_tls_sslmode": None, "server_tls_ca_file": None})
+    server = localservers.start_pgbouncer(ini, postgres_dev)
     try:
         yield env, server
     finally:
@@ -176,7 +190,7 @@ def pgbouncer(request: pytest.FixtureRequest, postgres_dev: localservers.Postgre
 
 def test_pgbouncer_show_config_matches(pgbouncer: tuple[str, localservers.PgBouncer]) -> None:
     env, server = pgbouncer
-    settings = rendered_bundle(env).target_settings("pgbouncer")
+    settings = {s.key: s for s in local_part(env).settings}
     with psycopg.connect(server.admin_dsn(), autocommit=True, prepare_threshold=None) as admin:
         config = {key: value for key, value, *_ in admin.execute("SHOW CONFIG")}
     checked = [key for key in settings if key not in REWRITTEN_FOR_THE_TEST]
@@ -189,8 +203,9 @@ def test_queries_run_through_pgbouncer(pgbouncer: tuple[str, localservers.PgBoun
     for _ in range(3):  # transaction pooling hands each transaction any server connection
         with psycopg.connect(server.dsn("app"), prepare_threshold=None) as conn:
             assert conn.execute("SELECT current_database(), 6 * 7").fetchone() == ("app", 42)
-            # the server's rendered timeouts are in force behind the pooler
-            assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+            # the rendered timeouts are per application role (roles.sql; tests/test_dba.py runs them through
+            # PgBouncer as that role): the superuser this test logs in as keeps the server's unbounded default
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
     with psycopg.connect(server.admin_dsn(), autocommit=True, prepare_threshold=None) as admin:
         pools = {row[0] for row in admin.execute("SHOW POOLS")}
         cursor = admin.execute("SHOW DATABASES")
@@ -199,7 +214,7 @@ def test_queries_run_through_pgbouncer(pgbouncer: tuple[str, localservers.PgBoun
     assert "app" in pools
     assert databases["app"]["host"] == "127.0.0.1"  # rewritten for the test
     assert databases["app"]["database"] == "app"    # dbname from the rendered [databases] entry
-    assert databases["app"]["pool_mode"] in (None, rendered_bundle(env).setting("pgbouncer.pool_mode").text)
+    assert databases["app"]["pool_mode"] in (None, local_part(env).setting("pool_mode").text)
 
 
 def test_pgbouncer_ini_has_no_password() -> None:
@@ -237,7 +252,8 @@ def test_redis_config_get_matches(redis_server: tuple[str, localservers.Redis]) 
     settings = rendered_bundle(env).target_settings("redis")
     client = redis_client.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
     try:
-        checked = [key for key in settings if key != "port"]  # the port is rewritten for the test
+        # the port is rewritten for the test; the ACL user is on the command line (test_redis_acl.py)
+        checked = [key for key in settings if key not in ("port", "user")]
         live = {key: client.config_get(key).get(key) for key in checked}
         assert live == {key: redis_value(key, settings[key].text) for key in checked}
         assert int(live["maxmemory"]) == rendered_bundle(env).setting("redis.maxmemory").value
@@ -251,3 +267,18 @@ def test_redis_maxmemory_is_75_percent() -> None:
     # dev: 1GiB x 0.75 = 768MiB; prod: 8GiB x 0.75 = 6GiB
     assert rendered_bundle("dev").setting("redis.maxmemory").value == 768 * 1024**2
     assert rendered_bundle("prod").setting("redis.maxmemory").value == 6 * 1024**3
+
+
+def test_the_queue_redis_fsyncs_every_job_and_never_evicts() -> None:
+    # prod's queue Redis (redis-queue/redis.conf), read by a real redis-server.
+    server = localservers.start_redis(rendered_bundle("prod").files["redis-queue/redis.conf"])
+    client = redis_client.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
+    try:
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("lazyfree-lazy-eviction") == {"lazyfree-lazy-eviction": "no"}  # never evicts anyway
+        assert client.rpush("jobs", "a") == 1 and client.info("persistence")["aof_enabled"] == 1
+    finally:
+        client.close()
+        server.cleanup()

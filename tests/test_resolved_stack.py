@@ -48,18 +48,19 @@ def test_an_override_the_server_cannot_read_is_refused_at_load(profile_folder: P
     result = subprocess.run([*PERFSTACK, "--profiles-dir", str(profile_folder), "render", "p", "--out",
                              str(profile_folder.parent / "out")], capture_output=True, text=True, env=worktree_env())
     assert result.returncode == 2
-    assert "p.yaml:7:5: postgres.settings.statement_timeout: expected a duration" in result.stderr
+    assert "p.yaml:7:5: postgres.settings.statement_timeout: PostgreSQL 16 reads statement_timeout as a whole number" in result.stderr
     assert not (profile_folder.parent / "out").exists()
 
 
 # ---------------------------------------------------------------- each check: at the line passes, one over fails
 def test_max_connections_override_against_pgbouncer() -> None:
-    # prod: 2 PgBouncer replicas x (20 + 5) = 50 server connections; 53 - 3 reserved = 50 is exactly enough.
-    assert errors(pg({"max_connections": 53}), "pgbouncer_fits_postgres") == []
-    [message] = errors(pg({"max_connections": 52}), "pgbouncer_fits_postgres")
-    assert "= 50 server connections but postgres.settings.max_connections 52 - 3 reserved leaves 49" in message
-    [message] = errors(pg({"max_connections": 53, "superuser_reserved_connections": 4}), "pgbouncer_fits_postgres")
-    assert "53 - 4 reserved leaves 49" in message
+    # prod: 2 PgBouncer replicas x (20 + 5) = 50 server connections + 25 for PgBouncer's surge pod while it rolls;
+    # 78 - 3 reserved = 75 is exactly enough.
+    assert errors(pg({"max_connections": 78}), "pgbouncer_fits_postgres") == []
+    [message] = errors(pg({"max_connections": 77}), "pgbouncer_fits_postgres")
+    assert "= 75, but postgres.settings.max_connections 77 - 3 reserved leaves 74" in message
+    [message] = errors(pg({"max_connections": 78, "superuser_reserved_connections": 4}), "pgbouncer_fits_postgres")
+    assert "78 - 4 reserved leaves 74" in message
 
 
 def test_statement_timeout_override_against_pgbouncer_and_the_slo() -> None:
@@ -80,10 +81,10 @@ def test_memory_budget_counts_the_rendered_values() -> None:
     memory_kb = profile.hardware.postgres.memory // 1024
     others = (part.value("work_mem") * part.value("max_connections") + part.value("maintenance_work_mem")
               + part.value("autovacuum_max_workers") * part.value("autovacuum_work_mem"))
-    fits = memory_kb - others
+    fits = (memory_kb - others) // 8 * 8  # shared_buffers is in 8kB blocks: a value between is refused at load
     assert errors(pg({"shared_buffers": f"{fits}kB"}), "postgres_fits_memory") == []
-    [message] = errors(pg({"shared_buffers": f"{fits + 1}kB"}), "postgres_fits_memory")
-    assert f"({memory_kb + 1} kB) exceeds hardware.postgres.memory 64GiB ({memory_kb} kB)" in message
+    [message] = errors(pg({"shared_buffers": f"{fits + 8}kB"}), "postgres_fits_memory")
+    assert f"({others + fits + 8} kB) exceeds hardware.postgres.memory 64GiB ({memory_kb} kB)" in message
     [message] = errors(pg({"shared_buffers": "60GB"}), "postgres_fits_memory")  # the case, on a 64 GiB host
     assert "shared_buffers 60GiB" in message
 

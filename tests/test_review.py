@@ -74,7 +74,7 @@ def test_a_pull_request_shows_settings_objects_alerts_and_margins(repo: Path) ->
     edit(prod, "namespace: ai-platform\n", "namespace: ai-platform-prod\n")
     edit(prod, "db_pool: {size: 20, max_overflow: 40}", "db_pool: {size: 30, max_overflow: 40}")
     edit(prod, "  server: vllm\n", "  server: vllm\n  image: vllm/vllm-openai:v0.11.0\n")
-    prod.write_text(prod.read_text() + "\npgbouncer:\n  replicas: 3\n")
+    edit(prod, "\npgbouncer:\n", "\npgbouncer:\n  replicas: 3\n")
     code, data = review(repo)
     assert code == 1
     assert data["base"].startswith("main (") and data["head"] == "working tree"
@@ -95,17 +95,18 @@ def test_a_pull_request_shows_settings_objects_alerts_and_margins(repo: Path) ->
     down = fields(changes(data, "pgbouncer", "alert")["perfstack-pgbouncer/PgBouncerDown"])
     assert down == {"expr namespace selector": ("ai-platform", "ai-platform-prod")}
     margin = {m["id"]: m for m in data["margins"]}["app_fits_pgbouncer:PgBouncer client connections"]
-    assert (margin["base"]["used"], margin["base"]["limit"]) == (1200, 4000)
-    assert (margin["head"]["used"], margin["head"]["limit"]) == (1400, 6000)
+    # (20 + 5 surge) pods x (20 + 40), then x (30 + 40)
+    assert (margin["base"]["used"], margin["base"]["limit"]) == (1500, 4000)
+    assert (margin["head"]["used"], margin["head"]["limit"]) == (1750, 6000)
     assert margin["changed"] and margin["flagged"] is None
     assert len(data["files"]) > 25 and {"path": "app/performance.env", "status": "changed"} in data["files"]
 
 
 def test_a_margin_below_the_profiles_threshold_is_flagged(repo: Path) -> None:
     prod = repo / "profiles" / "prod.yaml"
-    # 20 replicas x (145 + 40) = 3700 of 2 x 2000 client connections: 7.5 % headroom, under the default 10 %
-    # (the worker pools' 208 connections still fit beside them: workers_fit_pgbouncer passes)
-    edit(prod, "db_pool: {size: 20, max_overflow: 40}", "db_pool: {size: 145, max_overflow: 40}")
+    # (20 + 5 surge) replicas x (108 + 40) = 3700 of 2 x 2000 client connections: 7.5 % headroom, under the default
+    # 10 % (the worker pools' 208 connections still fit beside them: workers_fit_pgbouncer passes)
+    edit(prod, "db_pool: {size: 20, max_overflow: 40}", "db_pool: {size: 108, max_overflow: 40}")
     code, data = review(repo)
     assert code == 1
     margin = {m["check"]: m for m in data["margins"]}["app_fits_pgbouncer"]
@@ -227,8 +228,9 @@ def test_a_check_fails_exactly_when_its_margin_is_exceeded(overrides: dict) -> N
 def test_margins_carry_both_sides() -> None:
     profile = load("prod")
     m = {x.check: x for x in checks.margins(profile, config_parts(profile))}["app_fits_pgbouncer"]
-    assert (m.used, m.limit, m.headroom) == (1200, 4000, 0.7)
-    assert m.summary() == "PgBouncer client connections: 1200 of 4000 connections (30 % used, headroom 70 %)"
+    # (20 + 5 surge) pods x (20 + 40) of 2 x 2000
+    assert (m.used, m.limit, m.headroom) == (1500, 4000, 0.625)
+    assert m.summary() == "PgBouncer client connections: 1500 of 4000 connections (38 % used, headroom 62 %)"
 
 
 # ---------------------------------------------------------------- cost
@@ -281,14 +283,14 @@ def test_explain_names_the_line_that_set_a_value_and_the_margins_it_feeds() -> N
     line = next(n for n, text in enumerate((PROFILES / "prod.yaml").read_text().splitlines(), 1) if "db_pool:" in text)
     assert item["set_by"] == [{"key": "app.db_pool.size", "where": f"{display_path(PROFILES / 'prod.yaml')}:{line}"}]
     [feed] = item["feeds"]
-    assert feed["check"] == "app_fits_pgbouncer" and "1200 of 4000" in feed["margin"]
+    assert feed["check"] == "app_fits_pgbouncer" and "1500 of 4000" in feed["margin"]
 
 
 def test_explain_says_rule_default_for_a_key_no_file_writes() -> None:
     result = run_cli("--profiles-dir", PROFILES, "explain", "dev", "postgres.max_connections")
     assert result.exit_code == 0
     assert "set by: postgres.max_connections (rule default), postgres.workload (" in result.stdout
-    assert "feeds:  pgbouncer_fits_postgres: PostgreSQL server connections: 25 of 197" in result.stdout
+    assert "feeds:  pgbouncer_fits_postgres: PostgreSQL server connections: 50 of 197" in result.stdout
 
 
 def test_the_hpa_cpu_target_states_the_request_it_is_relative_to() -> None:

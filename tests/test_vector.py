@@ -139,13 +139,16 @@ def test_chroma_server_settings_fit_one_insert_batch() -> None:
 
 
 def test_pgvector_extension_is_created_at_cloudnativepg_bootstrap() -> None:
-    from generators.render import render
+    from generators.render import config_parts, render
 
     from .conftest import variant
 
     profile = variant("prod", {"vector": {"engine": "pgvector"}, "kubernetes": {"postgres": "cloudnativepg"}})
     cluster = next(o for o in render(profile).objects if o["kind"] == "Cluster")
-    assert cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"] == ["CREATE EXTENSION IF NOT EXISTS vector"]
+    # After PgBouncer's auth_query lookup function (pgbouncer/auth_query.sql), the extension.
+    sql = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    assert sql[-1] == "CREATE EXTENSION IF NOT EXISTS vector"
+    assert sql[:-1] == config_parts(profile).pgbouncer.derived["auth_sql"]
     chroma = variant("prod", {"vector": {"engine": "chroma"}, "kubernetes": {"postgres": "cloudnativepg"}})
     cluster = next(o for o in render(chroma).objects if o["kind"] == "Cluster")
-    assert "postInitApplicationSQL" not in cluster["spec"]["bootstrap"]["initdb"]
+    assert "CREATE EXTENSION IF NOT EXISTS vector" not in cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]

@@ -63,8 +63,11 @@ def test_the_separate_queue_redis_never_evicts_and_persists() -> None:
     claim = statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
     assert claim == "4Gi"  # twice maxmemory 2GiB
     assert bundle.setting("workers.redis-queue.maxmemory-policy").text == "noeviction"
-    # The cache Redis is untouched: still allkeys-lru without persistence.
-    assert "maxmemory-policy allkeys-lru" in bundle.files["redis/redis.conf"]
+    # ... and fsyncs every job (appendfsync always), never 1 s of jobs lost.
+    assert "appendfsync always" in conf
+    # The cache Redis is untouched: an evicting cache (LFU: it holds LLM answers) without persistence.
+    assert "maxmemory-policy allkeys-lfu" in bundle.files["redis/redis.conf"]
+    assert "appendonly no" in bundle.files["redis/redis.conf"]
 
 
 def test_every_pool_setting_has_an_explain_entry() -> None:

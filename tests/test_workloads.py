@@ -126,9 +126,12 @@ def test_redis_password_comes_from_the_secret_not_the_config() -> None:
     p = profile("prod")
     objects = by_kind(workloads.render(p, parts_of(p)).objects)
     container = objects["Deployment/redis"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert container["command"][2:4] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert container["command"][-1] == ">$(REDIS_APP_PASSWORD)"  # the app ACL user's password, from its Secret
     ref = container["env"][0]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": p.secrets.redis_password.secret, "key": p.secrets.redis_password.key}
+    app_ref = container["env"][1]["valueFrom"]["secretKeyRef"]
+    assert app_ref == {"name": p.secrets.redis_app_password.secret, "key": p.secrets.redis_app_password.key}
     directives = [line.split()[0].lower() for line in objects["ConfigMap/redis"]["data"]["redis.conf"].splitlines()
                   if line.strip() and not line.lstrip().startswith("#")]
     assert "maxmemory" in directives  # the directives were really read (the file is not all comments)
@@ -141,23 +144,31 @@ def test_external_postgres_is_a_settings_config_map() -> None:
     assert "Cluster/postgres" not in objects
     files = postgres.render(p).files
     assert objects["ConfigMap/postgres-settings"]["data"] == {
-        "postgresql.conf": files["postgres/postgresql.conf"], "alter_system.sql": files["postgres/alter_system.sql"]}
+        "postgresql.conf": files["postgres/postgresql.conf"], "alter_system.sql": files["postgres/alter_system.sql"],
+        "roles.sql": files["postgres/roles.sql"]}
 
 
 def test_cloudnativepg_cluster_carries_the_rendered_settings() -> None:
-    p = profile("prod", kubernetes={"postgres": "cloudnativepg"})
+    p = profile("prod", kubernetes={"postgres": "cloudnativepg"}, pgbouncer={"server_host": None})
     part = workloads.render(p, parts_of(p))
     objects = by_kind(part.objects)
     cluster = objects["Cluster/postgres"]
     params = cluster["spec"]["postgresql"]["parameters"]
-    assert params == {s.key: s.text for s in postgres.settings(p)}  # pgtune's web workload sets nothing CNPG owns
+    # pgtune's web workload sets nothing CNPG owns; per-role timeouts are in roles.sql, libraries a list of their own
+    assert params == {s.key: s.text for s in postgres.server_settings(postgres.settings(p))
+                      if s.key != "shared_preload_libraries"}
+    assert cluster["spec"]["postgresql"]["shared_preload_libraries"] == ["pg_stat_statements"]
     assert params["shared_buffers"] == "16GB" and params["max_connections"] == "200"
     assert all(isinstance(v, str) for v in params.values())
     assert cluster["spec"]["imageName"].endswith(":16")
     assert cluster["spec"]["storage"]["size"] == "300Gi"  # 2 x data_size 150GiB
-    assert cluster["spec"]["resources"]["limits"] == {"memory": "64Gi", "cpu": "16"}  # the host pgtune sized for
+    # the host pgtune sized for, split between huge pages for shared memory (huge_pages on) and the rest
+    pages = parts_of(p).postgres.derived["nr_hugepages"]
+    assert cluster["spec"]["resources"]["limits"] == {"memory": f"{64 * 1024 - 2 * pages}Mi", "cpu": "16",
+                                                      "hugepages-2Mi": f"{2 * pages}Mi"}
+    assert cluster["spec"]["resources"]["requests"] == cluster["spec"]["resources"]["limits"]
     assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == p.pgbouncer.auth_user
-    service = objects[f"Service/{p.pgbouncer.server_host}"]
+    service = objects["Service/postgres"]  # no server_host: PgBouncer dials the CloudNativePG primary's Service
     assert service["spec"]["selector"] == {"cnpg.io/cluster": "postgres", "cnpg.io/instanceRole": "primary"}
     assert not part.warnings
 
@@ -209,8 +220,9 @@ def test_redis_starts_with_the_container_command_and_requires_the_password() -> 
     try:
         conf = workdir / "redis.conf"
         conf.write_text(objects["ConfigMap/redis"]["data"]["redis.conf"])
-        password = "s3cret with spaces"
-        command = [_expand(arg, {"REDIS_PASSWORD": password}) for arg in container["command"]]
+        password, app_password = "s3cret with spaces", "app s3cret"
+        command = [_expand(arg, {"REDIS_PASSWORD": password, "REDIS_APP_PASSWORD": app_password})
+                   for arg in container["command"]]
         command[1] = str(conf)  # the ConfigMap mount, locally
         port = localservers.free_port()
         process = subprocess.Popen([*command, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)],
@@ -222,7 +234,26 @@ def test_redis_starts_with_the_container_command_and_requires_the_password() -> 
                 client.ping()
             authed = redis_client.Redis(port=port, password=password, socket_connect_timeout=5, retry=NO_RETRY)
             assert authed.config_get("maxmemory")["maxmemory"] == str(redis.maxmemory_bytes(p))
-            assert authed.config_get("maxmemory-policy")["maxmemory-policy"] == p.redis.maxmemory_policy
+            assert authed.config_get("maxmemory-policy")["maxmemory-policy"] == \
+                parts_of(p).redis.value("maxmemory-policy")
+            # The app's ACL user: its own password, every key, and no dangerous command.
+            app = redis_client.Redis(port=port, username=p.redis.acl_user, password=app_password,
+                                     socket_connect_timeout=5, retry=NO_RETRY, decode_responses=True)
+            assert app.set("k", "v") and app.get("k") == "v" and app.delete("k") == 1
+            for command in (["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "maxmemory"], ["KEYS", "*"], ["SHUTDOWN"],
+                            ["ACL", "LIST"]):
+                with pytest.raises(redis_client.exceptions.NoPermissionError):
+                    app.execute_command(*command)
+            # Every denied command, as Redis's own ACL judges it (DEBUG and MONITOR cannot be run in this test).
+            subcommand = {"config": ["GET", "x"], "acl": ["LIST"], "module": ["LIST"], "cluster": ["INFO"]}
+            for name in redis.DENIED_COMMANDS:
+                arity = authed.execute_command("COMMAND", "INFO", name)[name]["arity"]  # n: exactly n words, -n: at least n
+                args = subcommand.get(name, ["0"] * (abs(arity) - 1))
+                verdict = authed.execute_command("ACL", "DRYRUN", p.redis.acl_user, name, *args)
+                assert b"no permissions" in verdict, (name, verdict)
+            assert authed.execute_command("ACL", "DRYRUN", p.redis.acl_user, "GET", "x") == b"OK"
+            with pytest.raises(redis_client.AuthenticationError):
+                redis_client.Redis(port=port, username=p.redis.acl_user, password=password, retry=NO_RETRY).ping()
         finally:
             process.terminate()
             process.wait(10)
@@ -232,7 +263,7 @@ def test_redis_starts_with_the_container_command_and_requires_the_password() -> 
 
 @pytest.mark.skipif(shutil.which("pgbouncer") is None, reason="pgbouncer not installed")
 def test_pgbouncer_authenticates_against_the_userlist_the_secret_holds() -> None:
-    p = profile("prod")
+    p = profile("prod", pgbouncer={"version": localservers.pgbouncer_version()})  # the PgBouncer installed here
     objects = by_kind(workloads.render(p, parts_of(p)).objects)
     ini = objects["ConfigMap/pgbouncer"]["data"]["pgbouncer.ini"]
     workdir = localservers.make_workdir("perfstack-workloads-pgb-")
@@ -245,7 +276,9 @@ def test_pgbouncer_authenticates_against_the_userlist_the_secret_holds() -> None
                  "auth_file": str(userlist), "logfile": str(workdir / "pgbouncer.log"),
                  "pidfile": str(workdir / "pgbouncer.pid"),
                  # No server listens: give up on it after a second instead of the client's timeout.
-                 "query_wait_timeout": "1", "server_connect_timeout": "1", "server_login_retry": "1"}
+                 "query_wait_timeout": "1", "server_connect_timeout": "1", "server_login_retry": "1",
+                 # The CA Secret is not mounted here (and nothing listens).
+                 "server_tls_sslmode": None, "server_tls_ca_file": None}
         ini_path = workdir / "pgbouncer.ini"
         ini_path.write_text(localservers.rewrite_ini(ini, local, f"host=127.0.0.1 port={nowhere}"))
         prefix: list[str] = []

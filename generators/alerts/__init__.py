@@ -20,6 +20,7 @@ from ..k8s import dump_yaml
 from ..profile import Profile
 from .api import api_alerts
 from .base import Alert, num
+from .blindness import blindness_alerts
 from .burn import burn_alerts
 from .llm import llm_alerts
 from .pgbouncer import pgbouncer_alerts
@@ -40,6 +41,16 @@ COMPONENTS: list[tuple[str, Callable[[Profile, Parts], list[Alert]]]] = [
     ("postgres", postgres_alerts), ("pgbouncer", pgbouncer_alerts), ("redis", redis_alerts),
     ("llm", llm_alerts), ("api", api_alerts), ("slo", burn_alerts), ("workers", worker_alerts),
 ]
+
+
+def _blindness(profile: Profile, parts: Parts) -> list[Alert]:
+    """The blindness alerts watch the scrape targets and every series the other components' alerts read."""
+    others = [alert for _, alerts_of in COMPONENTS if alerts_of is not _blindness
+              for alert in alerts_of(profile, parts) if alert.possible]
+    return blindness_alerts(profile, parts, others)
+
+
+COMPONENTS.append(("blindness", _blindness))
 
 
 def build(profile: Profile, parts: Parts) -> Rules:

@@ -132,7 +132,8 @@ def values_equal(expected_text: str, live: LiveSetting) -> bool:
         return _BOOL.get(text.lower(), text.lower()) == live.setting
     if live.vartype == "enum":
         return text.lower() == live.setting.lower()
-    return text == live.setting
+    # a string keeps its blanks (log_line_prefix ends with a space)
+    return text == live.setting or expected_text == live.setting
 
 
 def live_display(setting: str, live: LiveSetting) -> str:
@@ -210,7 +211,8 @@ def redact(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except Exception:  # noqa: BLE001 - an unparsable DSN is reported by connect; never echo it raw
         return "<unparsable DSN>"
-    params.pop("password", None)
+    for key in ("password", "sslpassword"):
+        params.pop(key, None)
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
@@ -247,12 +249,51 @@ def read(dsn: str) -> tuple[dict[str, LiveSetting], dict[str, tuple[str, str | N
     return live, file_values
 
 
+# The roles' own settings (ALTER ROLE ... SET, in every database): pg_db_role_setting is readable by any role.
+QUERY_ROLE_SETTINGS = ("SELECT r.rolname, unnest(s.setconfig) FROM pg_catalog.pg_db_role_setting s "
+                       "JOIN pg_catalog.pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0")
+
+
+def read_role_settings(dsn: str) -> dict[tuple[str, str], str]:
+    """(role, parameter) -> value as ALTER ROLE ... SET stored it."""
+    import psycopg
+
+    with psycopg.connect(dsn, application_name="perfstack-drift", connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.read_only = True
+        rows = conn.execute(QUERY_ROLE_SETTINGS).fetchall()
+    out = {}
+    for role, entry in rows:
+        name, _, value = str(entry).partition("=")
+        out[(role, name.lower())] = value
+    return out
+
+
+def compare_roles(expected: list[tuple[str, Setting]], live: dict[str, LiveSetting],
+                  role_values: dict[tuple[str, str], str]) -> list[Difference]:
+    """The per-role settings (roles.sql) against pg_db_role_setting, in each parameter's unit."""
+    diffs = []
+    for role, setting in expected:
+        key = f"{setting.key} (role {role})"
+        value = role_values.get((role, setting.key))
+        row = live.get(setting.key)
+        if value is None:
+            diffs.append(Difference(key, MISSING, setting.text, None, note=f"not set on role {role}: run roles.sql"))
+        elif row is None or not values_equal(setting.text, _with_setting(row, value)):
+            diffs.append(Difference(key, CHANGED, setting.text, value, f"ALTER ROLE {role} SET"))
+    return diffs
+
+
 def check(bundle: Bundle, dsn: str) -> TargetReport:
     endpoint = redact(dsn)
-    expected = bundle.target_settings(TARGET)
+    # Per-role settings (roles.sql) are the roles' own, not pg_settings' server values: read from pg_db_role_setting.
+    settings = bundle.target_settings(TARGET)
+    expected = {k: s for k, s in settings.items() if s.scope == "server"}
+    per_role = [(role, s) for role in bundle.profile.postgres.app_roles for s in settings.values() if s.scope == "role"]
     try:
         live, file_values = read(dsn)
+        role_values = read_role_settings(dsn) if per_role else {}
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported, and the other targets go on
         return failed(TARGET, endpoint, f"{type(exc).__name__}: {str(exc).strip()}")
     diffs, notes = compare(expected, live, file_values)
-    return TargetReport(TARGET, endpoint, checked=len(expected), differences=diffs, notes=notes)
+    diffs += compare_roles(per_role, live, role_values)
+    return TargetReport(TARGET, endpoint, checked=len(expected) + len(per_role), differences=diffs, notes=notes)

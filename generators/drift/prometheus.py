@@ -22,11 +22,12 @@ from typing import Any
 
 from .. import units
 from ..bundle import Bundle
-from .report import CHANGED, EXTRA, MISSING, Difference, TargetReport, failed
+from .report import CHANGED, EXTRA, MISSING, Difference, TargetReport, failed, redact_url
 
 TARGET = "prometheus"
 RULES_FILE = "prometheus/alerts.yaml"
 TIMEOUT_S = 3
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # a rule list of thousands of rules is a few MB
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|[A-Za-z_:][A-Za-z0-9_:]*'
@@ -136,7 +137,10 @@ class Client:
         url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         request = urllib.request.Request(url, headers=self.headers)
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - the user's URL
-            return json.loads(response.read())
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ValueError(f"{path} answered more than {MAX_RESPONSE_BYTES} bytes; perfstack reads no more")
+        return json.loads(body)
 
     def format_query(self, expr: str) -> str | None:
         """Prometheus's own printing of an expression; None when this Prometheus cannot format it."""
@@ -188,10 +192,7 @@ def compare(expected: list[Rule], live: list[Rule], client: Client | None = None
 
 
 def redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"))
+    return redact_url(url)
 
 
 def check(bundle: Bundle, url: str) -> TargetReport:

@@ -3,21 +3,21 @@
 Only the managed keys are asked for (never `requirepass`, so no secret is read). Memory values are
 compared in bytes with Redis's own suffixes (1k = 1000, 1kb = 1024, 1m = 10^6, 1mb = 1024^2, ...), so
 `maxmemory 768mb` equals `805306368`. `port` is deployment-local (a test server, a port-forward) and not
-compared.
+compared; nor is `user`, the app's ACL user, which is not a CONFIG parameter (it is passed on the command
+line with its password; tests/test_workloads.py judges its rules with ACL DRYRUN).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import units
 from ..bundle import Bundle
-from .report import CHANGED, MISSING, Difference, TargetReport, failed
+from .report import CHANGED, MISSING, Difference, TargetReport, failed, redact_url
 
 TARGET = "redis"
 TIMEOUT_S = 3
-NOT_COMPARED = frozenset({"port", "bind", "dir", "logfile", "pidfile", "daemonize", "requirepass"})
+NOT_COMPARED = frozenset({"port", "bind", "dir", "logfile", "pidfile", "daemonize", "requirepass", "user"})
 MEMORY_SUFFIXES = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 _MEMORY = re.compile(r"^(\d+)\s*(k|kb|m|mb|g|gb|b)?$", re.IGNORECASE)
 
@@ -66,12 +66,7 @@ def compare(bundle: Bundle, config: dict[str, str]) -> tuple[list[Difference], i
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return redact_url(url)
 
 
 def read(url: str, keys: list[str]) -> dict[str, str]:

@@ -34,6 +34,8 @@ could not be reached or read (the others are still checked and reported).
 from __future__ import annotations
 
 import json
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,3 +173,70 @@ def format_text(report: DriftReport) -> str:
 
 def format_report(report: DriftReport, fmt: str) -> str:
     return format_json(report) if fmt == "json" else format_text(report)
+
+
+# ---------------------------------------------------------------- credentials never reach a report
+# Query parameters that carry a credential (redis://host?password=..., http://prom/?access_token=...).
+SECRET_QUERY_NAMES = re.compile(r"pass|pwd|secret|token|key|auth|credential|sig", re.IGNORECASE)
+SECRET_DSN_KEYS = ("password", "sslpassword", "passfile_content")
+HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """A URL without the password of its userinfo (user:***@) and without secret query values (?password=***)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{HIDDEN}@{host}" if ":" in userinfo else f"{HIDDEN}@{host}" if not user else \
+                f"{user}@{host}"
+        query = "&".join(
+            f"{name}={HIDDEN}" if SECRET_QUERY_NAMES.search(urllib.parse.unquote(name)) else
+            (f"{name}={value}" if sep else name)
+            for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item))
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def secrets_in(endpoint: str) -> list[str]:
+    """The credential strings an endpoint (URL or libpq DSN) carries, to scrub them from every message."""
+    found: list[str] = []
+    if "://" in endpoint:
+        try:
+            parts = urllib.parse.urlsplit(endpoint)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            if "@" in parts.netloc:
+                userinfo = parts.netloc.rsplit("@", 1)[0]
+                secret = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
+                found += [secret, urllib.parse.unquote(secret)]
+            for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+                if SECRET_QUERY_NAMES.search(name):
+                    found.append(value)
+    for key in SECRET_DSN_KEYS:
+        for match in re.finditer(rf"(?<![\w]){key}\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", endpoint, re.IGNORECASE):
+            value = match.group(1)
+            found += [value, value.strip("'").replace("\\'", "'")]
+    return sorted({s for s in found if len(s) >= 2}, key=len, reverse=True)
+
+
+def scrub(text: str | None, secrets: list[str]) -> str | None:
+    if text is None:
+        return None
+    for secret in secrets:
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+def scrubbed(report: TargetReport, secrets: list[str]) -> TargetReport:
+    """The report with every credential of every endpoint replaced by ***, in every string it holds."""
+    if not secrets:
+        return report
+    differences = [Difference(d.key, d.kind, scrub(d.expected, secrets), scrub(d.actual, secrets),
+                              scrub(d.source, secrets), scrub(d.note, secrets)) for d in report.differences]
+    return TargetReport(report.target, scrub(report.endpoint, secrets) or "", report.checked, differences,
+                        [scrub(n, secrets) or "" for n in report.notes], scrub(report.error, secrets), report.skipped)

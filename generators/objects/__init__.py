@@ -1,7 +1,8 @@
 """Every Kubernetes object perfstack renders, built here from the rendered parts (no target builds objects).
 
 One module per component: `workloads` (the namespace, PgBouncer, Redis, PostgreSQL), `llm`, `app`,
-`autoscaling`, `monitoring` (PrometheusRule, Probe, dashboards). Each reads the parts the config stage
+`autoscaling`, `monitoring` (PrometheusRule, Probe, dashboards), `exporters` (the exporters, ServiceMonitors
+and PodMonitors). Each reads the parts the config stage
 rendered (files become ConfigMaps with checksum annotations), the alert rules and the dashboards.
 """
 
@@ -13,7 +14,7 @@ from .. import dashboards
 from ..alerts import Rules
 from ..bundle import Part, Parts
 from ..profile import Profile
-from . import app, autoscaling, llm, monitoring, workers, workloads
+from . import app, autoscaling, exporters, llm, monitoring, workers, workloads
 
 
 def build(profile: Profile, parts: Parts, rules: Rules, boards: Part) -> tuple[Part, list[dict[str, Any]]]:
@@ -21,5 +22,6 @@ def build(profile: Profile, parts: Parts, rules: Rules, boards: Part) -> tuple[P
     core = workloads.render(profile, parts)
     objects = [*llm.objects(profile, parts.llm), *app.objects(profile, parts.app), *autoscaling.objects(profile, parts.llm),
                *workers.objects(profile, parts.workers),
-               *monitoring.objects(profile, rules, dashboards.boards(profile, boards)), *core.objects]
+               *monitoring.objects(profile, rules, dashboards.boards(profile, boards)), *exporters.objects(profile),
+               *core.objects]
     return core, objects

@@ -26,6 +26,12 @@ from ..workers import (
     worker_name,
 )
 
+# The official Redis image's `redis` user: the queue server never runs as root.
+QUEUE_REDIS_SECURITY = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999,
+                        "capabilities": {"drop": ["ALL"]}}
+QUEUE_REDIS_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                            "seccompProfile": {"type": "RuntimeDefault"}}
+
 
 def deployment(profile: Profile, name: str, pool: WorkerPool, config: dict[str, str]) -> dict[str, Any]:
     component = worker_name(name)
@@ -103,14 +109,14 @@ def queue_redis_objects(profile: Profile, queue: QueueRedis, conf: str, maxmemor
                 if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
     probe = {"tcpSocket": {"port": "redis"}}
     container = {
-        "name": "redis", "image": QUEUE_REDIS_IMAGE,
+        "name": "redis", "image": QUEUE_REDIS_IMAGE[queue.version],
         "command": ["redis-server", posixpath.join(REDIS_CONFIG_DIR, "redis.conf"), "--requirepass", "$(REDIS_PASSWORD)"],
         "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}}],
         "ports": [{"name": "redis", "containerPort": queue.port, "protocol": "TCP"}],
         "resources": {"requests": res, "limits": res},
         "volumeMounts": [{"name": "config", "mountPath": REDIS_CONFIG_DIR, "readOnly": True},
                          {"name": "data", "mountPath": "/data"}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": QUEUE_REDIS_SECURITY,
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
     }
@@ -124,7 +130,7 @@ def queue_redis_objects(profile: Profile, queue: QueueRedis, conf: str, maxmemor
                                                     "resources": {"requests": {"storage": f"{storage}Gi"}}}}],
                  "template": {"metadata": {"labels": labels(profile, name),
                                            "annotations": {CHECKSUM_ANNOTATION: checksum_of(data)}},
-                              "spec": {"containers": [container],
+                              "spec": {"containers": [container], "securityContext": QUEUE_REDIS_POD_SECURITY,
                                        "volumes": [{"name": "config", "configMap": {"name": name}}]}}}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, name, name),
                "spec": {"type": "ClusterIP", "selector": selector,

@@ -15,18 +15,17 @@ from .. import paths, units
 from ..bundle import Finding, Part, Parts, Setting
 from ..k8s import CHECKSUM_ANNOTATION, checksum_of, config_map, labels, metadata
 from ..profile import Profile
-from . import disruption
+from . import disruption, exporters
 
 TARGET = "workloads"
 
-PGBOUNCER_IMAGE = "ghcr.io/cloudnative-pg/pgbouncer:1.24.1"
-REDIS_IMAGE = "docker.io/library/redis:7.2"
+# PgBouncer's and Redis's images come from their version tables (serverversions.py, by pgbouncer.version and
+# redis.version), through the parts: parts.pgbouncer.derived["image"], parts.redis.derived["image"].
 POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:{version}"  # CloudNativePG's images, tagged by major version
-POSTGRES_CLUSTER = "postgres"  # CloudNativePG names its Services <cluster>-rw, -ro, -r
+POSTGRES_CLUSTER = exporters.CNPG_CLUSTER  # CloudNativePG names its Services <cluster>-rw, -ro, -r
 POSTGRES_SETTINGS_CONFIG_MAP = "postgres-settings"
 REDIS_CONFIG_DIR = "/etc/redis"
 USERLIST_KEY = "userlist.txt"  # key of the PostgreSQL Secret that PgBouncer mounts as its auth_file
-USERNAME_KEY = "username"  # kubernetes.io/basic-auth, as CloudNativePG's bootstrap reads it
 
 # PgBouncer is one single-threaded process that keeps a small buffer per connection: a quarter
 # of a core and 64Mi cover thousands of idle clients; the limit only guards against a leak.
@@ -34,6 +33,12 @@ PGBOUNCER_RESOURCES = {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": 
 # A disk of twice the data: room for WAL, bloat and growth before anyone has to resize it.
 POSTGRES_STORAGE_FACTOR = 2
 POSTGRES_DEFAULT_STORAGE = 10 * units.GIB  # when hardware.postgres.data_size is not given
+# The official Redis image's `redis` user and group: the server never runs as root.
+REDIS_UID = 999
+REDIS_SECURITY = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": REDIS_UID,
+                  "runAsGroup": REDIS_UID, "capabilities": {"drop": ["ALL"]}}
+REDIS_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "fsGroup": REDIS_UID,
+                      "seccompProfile": {"type": "RuntimeDefault"}}
 # Both RDB saves and AOF rewrites write a full new file beside the old one before renaming it.
 REDIS_STORAGE_FACTOR = 2
 
@@ -113,7 +118,7 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     secret = profile.secrets.postgres_password.secret
     container = {
         "name": "pgbouncer",
-        "image": PGBOUNCER_IMAGE,
+        "image": parts.pgbouncer.derived["image"],
         "command": ["pgbouncer", posixpath.join(config_dir, "pgbouncer.ini")],
         "ports": [{"name": "pgbouncer", "containerPort": pb.listen_port, "protocol": "TCP"}],
         "resources": PGBOUNCER_RESOURCES,
@@ -125,8 +130,12 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
         {"configMap": {"name": "pgbouncer", "items": [{"key": "pgbouncer.ini", "path": "pgbouncer.ini"}]}},
         {"secret": {"name": secret, "items": [{"key": USERLIST_KEY, "path": posixpath.basename(paths.PGBOUNCER_AUTH_FILE)}]}},
     ]}}
+    sources: list[dict[str, Any]] = volume["projected"]["sources"]
+    if parts.pgbouncer.get("server_tls_ca_file") is not None and profile.secrets.postgres_ca is not None:
+        ca = profile.secrets.postgres_ca
+        sources.append({"secret": {"name": ca.secret, "items": [
+            {"key": ca.key, "path": posixpath.basename(paths.PGBOUNCER_SERVER_CA_FILE)}]}})
     if pb.client_tls:
-        sources: list[dict[str, Any]] = volume["projected"]["sources"]
         sources.append({"secret": {"name": profile.secrets.pgbouncer_tls, "items": [
             {"key": "tls.crt", "path": posixpath.basename(paths.PGBOUNCER_TLS_CERT_FILE)},
             {"key": "tls.key", "path": posixpath.basename(paths.PGBOUNCER_TLS_KEY_FILE)}]}})
@@ -136,8 +145,10 @@ def pgbouncer_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "replicas": pb.replicas,
             "selector": {"matchLabels": _selector(profile, "pgbouncer")},
             # Never fewer pools than the profile sized the connections for while pods roll.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container], "volumes": [volume],
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0,
+                                                                      "maxSurge": parts.pgbouncer.derived["rolling_surge"]}},
+            "template": _pod_template(profile, "pgbouncer", data, {"containers": [container, exporters.pgbouncer_sidecar(profile)],
+                                                                   "volumes": [volume],
                                                                    "affinity": disruption.anti_affinity(profile, "pgbouncer")}),
         },
     }
@@ -165,23 +176,33 @@ def redis_resources(profile: Profile) -> Setting:
                     cpus=hw.cpus, memory=units.format_size_human(hw.memory))
 
 
+def redis_command(parts: Parts) -> list[str]:
+    """redis-server with the rendered redis.conf, the default user's password and the app's ACL user."""
+    return ["redis-server", posixpath.join(REDIS_CONFIG_DIR, "redis.conf"), "--requirepass", "$(REDIS_PASSWORD)",
+            "--user", parts.redis.derived["acl_user"], *parts.redis.derived["acl_rules"], ">$(REDIS_APP_PASSWORD)"]
+
+
 def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
     r = profile.redis
     conf = parts.redis.files[paths.REDIS_CONF]
     data = {"redis.conf": conf}
     secret = profile.secrets.redis_password
+    app_secret = profile.secrets.redis_app_password
     resources = redis_resources(profile).value
     container = {
         "name": "redis",
-        "image": REDIS_IMAGE,
-        # Kubernetes expands $(REDIS_PASSWORD) from the Secret: the password is never in redis.conf.
-        "command": ["redis-server", posixpath.join(REDIS_CONFIG_DIR, "redis.conf"),
-                    "--requirepass", "$(REDIS_PASSWORD)"],
-        "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}}],
+        "image": parts.redis.derived["image"],
+        # Kubernetes expands $(REDIS_PASSWORD) and $(REDIS_APP_PASSWORD) from the Secrets: no password is ever in
+        # redis.conf. The app's ACL user is declared here once, with its password (Redis refuses a second
+        # `user` line for one name).
+        "command": redis_command(parts),
+        "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}},
+                {"name": "REDIS_APP_PASSWORD", "valueFrom": {"secretKeyRef": {
+                    "name": app_secret.secret, "key": app_secret.key}}}],
         "ports": [{"name": "redis", "containerPort": r.port, "protocol": "TCP"}],
         "resources": {"requests": resources, "limits": resources},
         "volumeMounts": [{"name": "config", "mountPath": REDIS_CONFIG_DIR, "readOnly": True}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": REDIS_SECURITY,
         **_tcp_probes("redis"),
     }
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": "redis"}}]
@@ -200,6 +221,7 @@ def redis_objects(profile: Profile, parts: Parts) -> list[dict[str, Any]]:
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.text}}},
         }]
     spec["template"] = _pod_template(profile, "redis", data, {"containers": [container], "volumes": volumes,
+                                                             "securityContext": REDIS_POD_SECURITY,
                                                              "affinity": disruption.anti_affinity(profile, "redis")})
     workload = {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata(profile, "redis", "redis"), "spec": spec}
     return [config_map(profile, "redis", "redis", data), workload, _service(profile, "redis", "redis", r.port)]
@@ -217,11 +239,36 @@ def postgres_storage(profile: Profile) -> Setting:
                     data_size=units.format_size_human(data_size))
 
 
+# Settings CloudNativePG takes as a list field of spec.postgresql rather than as a parameter.
+CNPG_LISTS = {"shared_preload_libraries": "shared_preload_libraries"}
+
+
+def cnpg_lists(parts: Parts) -> dict[str, list[str]]:
+    """shared_preload_libraries as CloudNativePG's spec.postgresql.shared_preload_libraries (the operator adds its own)."""
+    out = {}
+    for key, field in CNPG_LISTS.items():
+        setting = parts.postgres.get(key)
+        if setting is not None:
+            out[field] = [e.strip().strip('"') for e in setting.text.split(",") if e.strip()]
+    return out
+
+
+def postgres_hugepages(parts: Parts) -> dict[str, str]:
+    """hugepages-2Mi requests and limits for the pages PostgreSQL's shared memory takes when huge_pages is on."""
+    pages = parts.postgres.derived.get("nr_hugepages")
+    huge = parts.postgres.get("huge_pages")
+    if not pages or huge is None or huge.text != "on":
+        return {}
+    return {"hugepages-2Mi": f"{pages * 2}Mi"}
+
+
 def cnpg_parameters(parts: Parts) -> tuple[dict[str, str], list[str]]:
     """Rendered PostgreSQL settings as CloudNativePG parameters, and the names the operator manages itself."""
     params: dict[str, str] = {}
     dropped: list[str] = []
     for s in parts.postgres.settings:
+        if s.scope != "server" or s.key in CNPG_LISTS:
+            continue  # per-role settings are in roles.sql; the libraries go to spec.postgresql.shared_preload_libraries
         if s.key in CNPG_MANAGED:
             dropped.append(s.key)
         else:
@@ -229,23 +276,25 @@ def cnpg_parameters(parts: Parts) -> tuple[dict[str, str], list[str]]:
     return dict(sorted(params.items())), dropped
 
 
-def _pgvector_init(profile: Profile) -> dict[str, Any]:
+def _pgvector_init(profile: Profile) -> list[str]:
     """With vector.engine pgvector the application database gets the extension at bootstrap (CloudNativePG's
     images ship pgvector); an external database gets it from vector/pgvector.sql."""
     if profile.vector is None or profile.vector.engine != "pgvector":
-        return {}
-    return {"postInitApplicationSQL": ["CREATE EXTENSION IF NOT EXISTS vector"]}
+        return []
+    return ["CREATE EXTENSION IF NOT EXISTS vector"]
 
 
 def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any]], list[Finding]]:
     if profile.kubernetes.postgres == "external":
         files = parts.postgres.files
-        data = {"postgresql.conf": files[paths.POSTGRESQL_CONF],
-                "alter_system.sql": files[paths.ALTER_SYSTEM_SQL]}
+        data = {path.split("/")[-1]: text for path, text in files.items()}
         return [config_map(profile, POSTGRES_SETTINGS_CONFIG_MAP, "postgres", data)], []
     hw = profile.hardware.postgres
     params, dropped = cnpg_parameters(parts)
-    resources = {"memory": units.format_quantity(hw.memory), **({"cpu": str(hw.cpus)} if hw.cpus else {})}
+    huge = postgres_hugepages(parts)
+    # Huge pages are not part of the memory limit: the host's memory is split between the two.
+    memory = hw.memory - (parts.postgres.derived["nr_hugepages"] * 2 * units.MIB if huge else 0)
+    resources = {"memory": units.format_quantity(memory), **({"cpu": str(hw.cpus)} if hw.cpus else {}), **huge}
     database = profile.pgbouncer.databases[0]
     cluster = {
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
@@ -253,18 +302,21 @@ def postgres_objects(profile: Profile, parts: Parts) -> tuple[list[dict[str, Any
         "spec": {
             "instances": 1,
             "imageName": POSTGRES_IMAGE.format(version=profile.postgres.version),
-            "postgresql": {"parameters": params},
+            "postgresql": {"parameters": params, **cnpg_lists(parts)},
             "resources": {"requests": resources, "limits": resources},
             "storage": {"size": postgres_storage(profile).text},
+            "monitoring": exporters.cnpg_monitoring(),
+            **({"walStorage": {"size": units.format_quantity(hw.wal_disk)}} if hw.wal_disk else {}),
             # The owner is PgBouncer's auth_user: the one role whose password is in its userlist.
             "bootstrap": {"initdb": {"database": database, "owner": profile.pgbouncer.auth_user,
                                      "secret": {"name": profile.secrets.postgres_password.secret},
-                                     **_pgvector_init(profile)}},
+                                     "postInitApplicationSQL": [*parts.pgbouncer.derived["auth_sql"],
+                                                                *_pgvector_init(profile)]}},
         },
     }
     objects = [cluster]
-    host = profile.pgbouncer.server_host
-    if "." not in host:
+    host = parts.pgbouncer.derived["server_host"]
+    if host is not None and "." not in host:
         # PgBouncer dials pgbouncer.server_host: a Service of that name for the primary.
         objects.append({"apiVersion": "v1", "kind": "Service", "metadata": metadata(profile, host, "postgres"),
                         "spec": {"type": "ClusterIP",

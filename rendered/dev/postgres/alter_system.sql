@@ -1,6 +1,7 @@
 -- ALTER SYSTEM statements rendered by perfstack for environment dev
--- (for managed or external databases). Run as a superuser, then reload; settings marked
--- "restart" in pg_settings.context need a restart. Do not edit: change the profile.
+-- (for a self-managed external database). Run as a superuser, then reload; settings marked
+-- "postmaster" in pg_settings.context need a restart. List parameters take one literal per element.
+-- Per-role timeouts are in roles.sql. Do not edit: change the profile.
 ALTER SYSTEM SET max_connections = '200';  -- pgtune: pgtune default for workload web
 ALTER SYSTEM SET shared_buffers = '1GB';  -- pgtune: RAM / 4
 ALTER SYSTEM SET effective_cache_size = '3GB';  -- pgtune: RAM * 3 / 4
@@ -16,9 +17,22 @@ ALTER SYSTEM SET min_wal_size = '1GB';  -- pgtune: pgtune's value for web
 ALTER SYSTEM SET max_wal_size = '4GB';  -- pgtune: pgtune's value for web
 ALTER SYSTEM SET jit = 'off';  -- pgtune: JIT slows short queries (web, oltp, mixed on PostgreSQL >= 12)
 ALTER SYSTEM SET wal_compression = 'lz4';  -- pgtune: lz4 on PostgreSQL >= 15
+ALTER SYSTEM SET autovacuum_vacuum_scale_factor = '0.1';  -- DBA: vacuum web tables at this share of dead rows, not 20%: less bloat on hot tables
+ALTER SYSTEM SET autovacuum_analyze_scale_factor = '0.05';  -- DBA: analyze web tables at this share of changed rows, not 10%: fresher plans
+ALTER SYSTEM SET autovacuum_naptime = '30s';  -- DBA: check web tables more often than every 1min
+ALTER SYSTEM SET autovacuum_vacuum_cost_limit = '2000';  -- DBA: ssd storage
+ALTER SYSTEM SET log_autovacuum_min_duration = '1s';  -- DBA: log autovacuum runs over 1s: which tables bloat, and how fast
+ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';  -- DBA: load pg_stat_statements at start: per-query time, calls and I/O
+ALTER SYSTEM SET track_io_timing = 'on';  -- DBA: time each block read and write (cheap on a TSC clock: pg_test_timing)
+ALTER SYSTEM SET log_lock_waits = 'on';  -- DBA: log a lock wait longer than deadlock_timeout (1s), with the blocking process
+ALTER SYSTEM SET log_temp_files = '0';  -- DBA: log every temporary file: a short query that spills needs more work_mem or an index
+ALTER SYSTEM SET log_line_prefix = '%m [%p] %q%u@%d app=%a client=%h ';  -- DBA: time, pid, user@database, application and client on every line
+ALTER SYSTEM SET checkpoint_timeout = '15min';  -- DBA: ssd: fewer full-page writes than 5min, recovery bounded by one interval
 ALTER SYSTEM SET superuser_reserved_connections = '3';  -- given by postgres.superuser_reserved_connections
-ALTER SYSTEM SET statement_timeout = '30s';  -- given by postgres.statement_timeout
-ALTER SYSTEM SET lock_timeout = '10s';  -- given by postgres.lock_timeout
-ALTER SYSTEM SET idle_in_transaction_session_timeout = '1min';  -- given by postgres.idle_in_transaction_session_timeout
 ALTER SYSTEM SET log_min_duration_statement = '200ms';  -- given by postgres.log_min_duration_statement
+SELECT pg_reload_conf();
+
+-- After the restart that loads shared_preload_libraries (PostgreSQL 16 refuses an
+-- extension's settings until the extension is loaded):
+ALTER SYSTEM SET pg_stat_statements.max = '10000';  -- DBA: keep 10000 distinct statements, not 5000
 SELECT pg_reload_conf();

@@ -1,0 +1,229 @@
+"""Scraping is rendered: an exporter and a monitor for every component, credentials by reference, the
+release label from the profile, CloudNativePG's names mapped onto the rules' own, a blindness alert for
+every target and every series an alert reads, and every name the alerts and panels use in the VERIFIED table.
+(The live half, real exporters and Prometheus, is tests/test_alerts_live.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from generators import metrics, scrape
+from generators.alerts import blindness
+from generators.k8s import LLM_SERVER, USERNAME_KEY
+from generators.objects import exporters
+from generators.profile import Profile
+from generators.render import render
+from infra.stack import StackSettings, apply
+
+from .conftest import load, rules_of, variant
+
+ENVS = ["dev", "prod"]
+CREDENTIAL_ENV = {"DATA_SOURCE_USER", "DATA_SOURCE_PASS", "PGUSER", "PGPASSWORD", "REDIS_PASSWORD"}
+
+
+def objects_of(profile: Profile) -> list[dict[str, Any]]:
+    return render(profile).objects
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def containers(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for o in objects if o["kind"] in ("Deployment", "StatefulSet")
+            for c in o["spec"]["template"]["spec"]["containers"]}
+
+
+def jobs_scraped(profile: Profile, objects: list[dict[str, Any]]) -> set[str]:
+    """The job labels the rendered monitors give their targets (prometheus-operator's rules)."""
+    jobs = set()
+    for monitor in of_kind(objects, "ServiceMonitor"):
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        services = [s["metadata"]["name"] for s in of_kind(objects, "Service")
+                    if wanted.items() <= s["metadata"]["labels"].items()]
+        assert len(services) == 1, (monitor["metadata"]["name"], services)
+        port = monitor["spec"]["endpoints"][0]["port"]
+        service = next(s for s in of_kind(objects, "Service") if s["metadata"]["name"] == services[0])
+        assert port in {p["name"] for p in service["spec"]["ports"]}
+        jobs.add(services[0])
+    for monitor in of_kind(objects, "PodMonitor"):
+        relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        jobs |= {r["replacement"] for r in relabel if r["targetLabel"] == "job"}
+    for probe in of_kind(objects, "Probe"):
+        jobs.add(probe["spec"].get("jobName") or f"probe/{profile.namespace}/{probe['metadata']['name']}")
+    return jobs
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_scrape_target_has_a_monitor_labelled_for_the_release(env: str) -> None:
+    profile = load(env)
+    objects = objects_of(profile)
+    assert {t.job for t in scrape.targets(profile)} <= jobs_scraped(profile, objects)
+    for monitor in of_kind(objects, "ServiceMonitor") + of_kind(objects, "PodMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == profile.monitoring.release == "kube-prometheus-stack"
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": [profile.namespace]}
+    other = variant(env, {"monitoring": {"release": "monitoring"}})
+    monitors = of_kind(objects_of(other), "ServiceMonitor") + of_kind(objects_of(other), "PodMonitor")
+    assert monitors and {m["metadata"]["labels"]["release"] for m in monitors} == {"monitoring"}
+
+
+def test_vllm_is_scraped_on_its_own_service() -> None:
+    profile = load("prod")
+    assert profile.llm is not None and profile.llm.server == "vllm"
+    monitor = next(m for m in of_kind(objects_of(profile), "ServiceMonitor") if m["metadata"]["name"] == LLM_SERVER)
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics"}]
+    assert LLM_SERVER in jobs_scraped(profile, objects_of(profile))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_exporters_pinned_and_credentials_from_the_servers_secrets(env: str) -> None:
+    profile = load(env)
+    objects = objects_of(profile)
+    found = containers(objects)
+    expected = {scrape.PGBOUNCER_EXPORTER: metrics.PGBOUNCER, scrape.REDIS_EXPORTER: metrics.REDIS}
+    if profile.kubernetes.postgres == "external":
+        expected[scrape.POSTGRES_EXPORTER] = metrics.POSTGRES
+    else:
+        assert scrape.POSTGRES_EXPORTER not in found  # CloudNativePG's instance manager exports
+    for name, exporter in expected.items():
+        container = found[name]
+        assert container["image"] == exporter.image
+        assert re.search(r":v\d+\.\d+\.\d+$", container["image"]), container["image"]  # a release tag, not latest
+        for item in container["env"]:
+            if item["name"] in CREDENTIAL_ENV:
+                assert set(item) == {"name", "valueFrom"}, item  # never a literal
+    pg_secret = profile.secrets.postgres_password
+    # The Secret the servers use: PgBouncer's userlist volume, Redis's --requirepass.
+    pgbouncer_pod = next(o for o in of_kind(objects, "Deployment") if o["metadata"]["name"] == "pgbouncer")
+    sources = pgbouncer_pod["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    assert {"name": pg_secret.secret}.items() <= next(s["secret"] for s in sources if "secret" in s).items()
+    sidecar = {e["name"]: e for e in found[scrape.PGBOUNCER_EXPORTER]["env"]}
+    assert sidecar["PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": pg_secret.secret, "key": USERNAME_KEY}
+    assert sidecar["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": pg_secret.secret, "key": pg_secret.key}
+    assert found[scrape.PGBOUNCER_EXPORTER] in pgbouncer_pod["spec"]["template"]["spec"]["containers"]
+    redis_env = {e["name"]: e for e in found[scrape.REDIS_EXPORTER]["env"]}
+    server_env = {e["name"]: e for e in found["redis"]["env"]}
+    assert redis_env["REDIS_PASSWORD"]["valueFrom"] == server_env["REDIS_PASSWORD"]["valueFrom"]
+    # The sidecar logs into the admin console as auth_user: the rendered stats_users lets it.
+    ini = render(profile).files["pgbouncer/pgbouncer.ini"]
+    stats = re.search(r"^stats_users\s*=\s*(.*)$", ini, re.M)
+    assert stats and profile.pgbouncer.auth_user in [u.strip() for u in stats.group(1).split(",")]
+
+
+def test_external_postgres_exporter_dials_the_database_pgbouncer_dials() -> None:
+    profile = load("prod")
+    container = containers(objects_of(profile))[scrape.POSTGRES_EXPORTER]
+    env = {e["name"]: e for e in container["env"]}
+    pb = profile.pgbouncer
+    assert env["DATA_SOURCE_URI"]["value"].startswith(f"{pb.server_host}:{pb.server_port}/{pb.databases[0]}?")
+    secret = profile.secrets.postgres_password
+    assert env["DATA_SOURCE_PASS"]["valueFrom"]["secretKeyRef"] == {"name": secret.secret, "key": secret.key}
+
+
+def prometheus_relabel(name: str) -> str:
+    """The PodMonitor's metricRelabelings applied as Prometheus does (anchored regex, replace)."""
+    for rule in exporters.CNPG_RELABEL:
+        match = re.fullmatch(rule["regex"], name)
+        if match:
+            name = match.expand(rule["replacement"].replace("$1", r"\1"))
+    return name
+
+
+def test_cloudnativepg_podmonitor_and_queries_yield_the_rules_names() -> None:
+    profile = load("dev")
+    assert profile.kubernetes.postgres == "cloudnativepg"
+    objects = objects_of(profile)
+    cluster = of_kind(objects, "Cluster")[0]
+    (ref,) = cluster["spec"]["monitoring"]["customQueriesConfigMap"]
+    queries = next(o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == ref["name"])
+    assert ref["key"] in queries["data"]
+    (monitor,) = of_kind(objects, "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"]["cnpg.io/cluster"] == cluster["metadata"]["name"]
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == scrape.METRICS_PORT
+    # The instance manager's names (cnpg_ + query + column; cnpg_collector_*) become the rules' pg_* names.
+    assert prometheus_relabel("cnpg_collector_up") == "pg_up"
+    assert prometheus_relabel("cnpg_collector_last_collection_error") == "pg_exporter_last_scrape_error"
+    assert prometheus_relabel("cnpg_pg_stat_database_blks_hit") == "pg_stat_database_blks_hit"
+    assert prometheus_relabel("cnpg_backends_total") == "cnpg_backends_total"  # CloudNativePG's defaults stay
+    produced = {prometheus_relabel(f"cnpg_{n}") for n in exporters.cnpg_metric_names() if n.startswith("pg_")
+                and n not in ("pg_up", "pg_exporter_last_scrape_error")} | {"pg_up", "pg_exporter_last_scrape_error"}
+    used = {n for alerts in rules_of(profile).values() for a in alerts for n in metrics.metric_names(a.expr)
+            if metrics.exporter_of(n) == "postgres_exporter"}
+    assert used and used <= produced, used - produced
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_blindness_alerts_for_every_target_and_every_series(env: str) -> None:
+    profile = load(env)
+    rules = rules_of(profile)
+    names = {a.name for a in rules["blindness"]}
+    used = {n for component, alerts in rules.items() if component != "blindness" for a in alerts
+            for n in metrics.metric_names(a.expr)}
+    for target in scrape.targets(profile):
+        prefix = blindness.PREFIX[target.component]
+        assert f"{prefix}ScrapeFailing" in names
+        up = next(a for a in rules["blindness"] if a.name == f"{prefix}ScrapeFailing")
+        assert up.expr == f'up{{namespace="{profile.namespace}", job="{target.job}"}} == 0'
+        if target.may_be_empty:
+            continue
+        assert f"{prefix}TargetMissing" in names
+        for metric in used & scrape.exported_by(target) - metrics.APPEAR_ON_EVENT:
+            assert blindness._absent_name(target.component, metric) in names, metric
+    assert not any("redis_errors_total" in n for n in names)  # absent until the first error: health
+
+
+def test_a_fleet_that_scales_to_zero_gets_no_absent_alerts() -> None:
+    profile = variant("prod", {"autoscaling": {"llm": {"min_replicas": 0, "scaler": "keda"}}})
+    names = {a.name for a in rules_of(profile)["blindness"]}
+    assert "LlmScrapeFailing" in names
+    assert not any(n.startswith("LlmSeriesAbsent") or n == "LlmTargetMissing" for n in names)
+
+
+def exprs_of_dashboards(profile: Profile) -> list[str]:
+    files = render(profile).files
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "expr" and isinstance(value, str):
+                    out.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for path, text in files.items():
+        if path.startswith("grafana/") and path.endswith(".json"):
+            walk(json.loads(text))
+    return out
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_name_an_alert_or_panel_uses_is_in_the_verified_table(env: str) -> None:
+    profile = load(env)
+    exprs = [a.expr for alerts in rules_of(profile).values() for a in alerts] + exprs_of_dashboards(profile)
+    assert len(exprs) > 50
+    for expr in exprs:
+        for name in metrics.metric_names(expr):
+            assert name in metrics.VERIFIED, (name, expr)
+            entry = metrics.VERIFIED[name]
+            assert entry.version and entry.how and entry.exporter
+
+
+def test_the_verified_table_holds_no_name_the_pinned_exporters_lack() -> None:
+    for wrong in ("pgbouncer_stats_queries_pooled_total", "pg_replication_lag_seconds",
+                  "pg_stat_user_tables_n_dead_tup", "pg_stat_user_tables_n_live_tup"):
+        assert wrong not in metrics.VERIFIED
+    assert metrics.VERIFIED["pgbouncer_stats_totals_queries_pooled_total"].version == "0.12.1"
+    assert "live scrape" in metrics.VERIFIED["pg_up"].how
+
+
+def test_the_stacks_prometheus_release_labels_the_monitors_too() -> None:
+    profile = apply(load("prod"), StackSettings(profile="prod", prometheus_release="monitoring"))
+    assert profile.monitoring.release == "monitoring"
+    assert profile.kubernetes.prometheus_rule_labels["release"] == "monitoring"
