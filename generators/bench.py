@@ -53,6 +53,12 @@ def meminfo_total(text: str) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+def meminfo_available(text: str) -> int | None:
+    """MemAvailable of a /proc/meminfo text, in bytes: what can be allocated now without swapping."""
+    match = re.search(r"^MemAvailable:\s+(\d+)\s*kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
 def cgroup_memory_limit(text: str) -> int | None:
     """A cgroup v2 memory.max (or v1 limit_in_bytes) value in bytes; None when unlimited."""
     value = text.strip()
@@ -92,6 +98,12 @@ def detect_hardware() -> LocalHardware:
         limit = cgroup_memory_limit(text) if text else None
         if limit:
             memory = min(memory, limit)
+    # The servers started here share the machine with what already runs on it: size them for the memory that
+    # is available now, or PostgreSQL's shared memory (a quarter of the total and more) may not be mapped at all.
+    text = _read("/proc/meminfo")
+    available = meminfo_available(text) if text else None
+    if available:
+        memory = min(memory, available)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -143,6 +155,16 @@ def adapt_profile(profile: Profile, hardware: LocalHardware | None, postgres_ver
             and profile.pgbouncer.version != pgbouncer_version):
         changes["pgbouncer.version"] = [profile.pgbouncer.version, pgbouncer_version]
         update["pgbouncer"] = profile.pgbouncer.model_copy(update={"version": pgbouncer_version})
+    if profile.kubernetes.postgres == "cloudnativepg":
+        # The PostgreSQL started here is a server of its own, not a CloudNativePG pod: the rules for a
+        # self-managed server apply (huge_pages try, not the pod's hugepages-2Mi request with huge_pages on,
+        # which this host, without vm.nr_hugepages, could never map).
+        changes["kubernetes.postgres"] = ["cloudnativepg", "external"]
+        update["kubernetes"] = profile.kubernetes.model_copy(update={"postgres": "external"})
+        if profile.pgbouncer.server_host is None:  # an external server needs its host: it is this machine
+            changes["pgbouncer.server_host"] = [None, "127.0.0.1"]
+            pgbouncer = update.get("pgbouncer", profile.pgbouncer)
+            update["pgbouncer"] = pgbouncer.model_copy(update={"server_host": "127.0.0.1"})
     return (profile.model_copy(update=update) if update else profile), changes
 
 

@@ -20,6 +20,7 @@ from generators.bench import (
     detect_hardware,
     implied_clients,
     latency_summary,
+    meminfo_available,
     meminfo_total,
     parse_pgbench_log,
     parse_pgbench_output,
@@ -163,9 +164,10 @@ def test_detect_hardware_matches_proc_and_os() -> None:
     hardware = detect_hardware()
     total = meminfo_total(Path("/proc/meminfo").read_text())
     assert total is not None
-    # sysconf and MemTotal count the same pages; a cgroup limit can only lower it
+    # sysconf and MemTotal count the same pages; a cgroup limit and what is available now can only lower it
     assert 0 < hardware.memory <= total
-    assert hardware.memory == total or hardware.memory < total
+    available = meminfo_available(Path("/proc/meminfo").read_text())
+    assert available is not None and hardware.memory <= available * 1.05  # MemAvailable moves between reads
     assert 1 <= hardware.cpus <= (os.cpu_count() or 1)
     assert hardware.cpus <= len(os.sched_getaffinity(0))
 
@@ -173,6 +175,8 @@ def test_detect_hardware_matches_proc_and_os() -> None:
 def test_meminfo_and_cgroup_parsers() -> None:
     assert meminfo_total("MemTotal:       24684084 kB\nMemFree: 1 kB\n") == 24684084 * 1024
     assert meminfo_total("nothing here") is None
+    assert meminfo_available("MemTotal: 9 kB\nMemAvailable:   1024 kB\n") == 1024 * 1024
+    assert meminfo_available("MemTotal: 9 kB\n") is None
     assert cgroup_memory_limit("max\n") is None
     assert cgroup_memory_limit("2147483648\n") == 2 * 2**30
     assert cgroup_memory_limit("9223372036854771712\n") is None  # cgroup v1's "unlimited"
@@ -191,12 +195,20 @@ def test_local_hardware_rerenders_postgres_for_this_machine() -> None:
     assert adapted.hardware.redis.memory == 8 * 2**30
     assert adapted.postgres.version == 15
     assert changes == {"hardware.postgres.memory": [4 * 2**30, 8 * 2**30], "hardware.postgres.cpus": [2, 3],
-                       "hardware.redis.memory": [2**30, 8 * 2**30], "postgres.version": [16, 15]}
+                       "hardware.redis.memory": [2**30, 8 * 2**30], "postgres.version": [16, 15],
+                       # the server started here is self-managed, not a CloudNativePG pod, and it is this host
+                       "kubernetes.postgres": ["cloudnativepg", "external"],
+                       "pgbouncer.server_host": [None, "127.0.0.1"]}
     conf = render(adapted).files["postgres/postgresql.conf"]
     assert re.search(r"^shared_buffers = 2GB", conf, re.MULTILINE)  # pgtune: RAM / 4
+    # CloudNativePG's huge_pages on (its pod requests hugepages-2Mi) would not start on a host without them
+    assert re.search(r"^huge_pages = '?try'?  #", conf, re.MULTILINE)
+    assert render(profile.model_copy(update={"hardware": adapted.hardware})).files[
+        "postgres/postgresql.conf"].count("huge_pages = on") == 1
     assert profile.hardware.postgres.memory == 4 * 2**30  # the loaded profile is left as it was
-    same, none = adapt_profile(profile, None, postgres_version=17)  # a newer local server changes nothing
-    assert same is profile and none == {}
+    prod, _ = load_profile("prod", ROOT / "profiles")  # external already
+    same, none = adapt_profile(prod, None, postgres_version=17)  # a newer local server changes nothing
+    assert same is prod and none == {}
 
 
 def test_implied_clients_is_max_replicas_times_pool_size() -> None:
