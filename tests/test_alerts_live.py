@@ -64,7 +64,11 @@ PASSWORD = "s3cret-from-the-secret"
 def live_profile() -> Profile:
     source = load_source(PROFILES / "dev.yaml")
     data = deep_merge(source.data, {"alerts": {"for_scale": 0.02, "evaluation_interval": "1s"},
-                                    "kubernetes": {"postgres": "external"}})
+                                    "kubernetes": {"postgres": "external"},
+                                    # an external server needs its host; the test points the exporter at the local one
+                                    "pgbouncer": {"server_host": "postgres.dev.example.internal",
+                                                  # the PgBouncer installed here reads only its own settings
+                                                  "version": localservers.pgbouncer_version()}})
     data["llm"] = None
     return profile_from_source(Source(data=data, locations=source.locations, files=source.files), "dev")
 

@@ -10,6 +10,7 @@ and Prometheus, the rules as rendered from dev with short `for` windows and a 5 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from generators.render import render
 from generators.validation import profile_from_source
 
 from .conftest import PROFILES
-from .test_alerts_live import NEEDED, active_alerts, query, start_exporter, stop, wait_for
+from .test_alerts_live import NEEDED, Exporter, active_alerts, query, wait_for
 
 pytestmark = pytest.mark.skipif(any(__import__("shutil").which(b) is None for b in NEEDED), reason="needs " + ", ".join(NEEDED))
 TIMEOUT_S = 5
@@ -47,9 +48,11 @@ def stack() -> Iterator[dict[str, Any]]:
         pg = localservers.start_postgres(bundle.files["postgres/postgresql.conf"])
         cleanups.append(pg.cleanup)
         port = localservers.free_port()
-        exporter = start_exporter(["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}"], port,
-                                  {"DATA_SOURCE_NAME": f"postgresql://postgres@127.0.0.1:{pg.port}/postgres?sslmode=disable"})
-        cleanups.append(lambda: stop(exporter))
+        exporter = Exporter(["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}"], {
+            **os.environ,
+            "DATA_SOURCE_NAME": f"postgresql://postgres@127.0.0.1:{pg.port}/postgres?sslmode=disable"}, port)
+        exporter.start()
+        cleanups.append(exporter.stop)
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["alerts.yaml"],
                   "scrape_configs": [{"job_name": "postgres-exporter", "static_configs": [
                       {"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": profile.namespace}}]}]}

@@ -26,6 +26,11 @@ PROD_ENV = {
     "LLM_CLIENT_MAX_CONNECTIONS": "10",
     "LLM_MODEL": "meta-llama/Llama-3.1-8B-Instruct",
     "LLM_REQUEST_TIMEOUT_SECONDS": "180",
+    # the latency histograms' buckets (app.latency_buckets defaults: the instrumentation libraries' own)
+    "METRICS_DB_QUERY_BUCKETS_SECONDS": "0.005,0.01,0.025,0.05,0.1,0.2,0.5,1,2.5,5",
+    "METRICS_HTTP_BUCKETS_SECONDS": "0.1,0.25,0.5,1,2,5,10,30",
+    "METRICS_LLM_BUCKETS_SECONDS": "0.1,0.25,0.5,1,2.5,5,10,20,30,60",
+    "METRICS_WORKFLOW_BUCKETS_SECONDS": "1,5,15,30,60,120,300,600,1800",
     "PAGINATION_DEFAULT_PAGE_SIZE": "50",
     "PAGINATION_MAX_PAGE_SIZE": "500",
     "QUERY_CACHE_SIZE": "2000",

@@ -75,6 +75,9 @@ def test_bench_exits_1_when_the_db_query_slo_is_missed(tmp_path: Path) -> None:
     # the reserve pool must open within the query SLO (reserve_pool_within_query_slo)
     text, count = re.subn(r"\npgbouncer:\n", "\npgbouncer:\n  reserve_pool_timeout: 1ms\n", text)
     assert count == 1
+    # a latency SLO is one of the histogram's bucket bounds (latency_slos_within_buckets)
+    text, count = re.subn(r"\napp:\n", "\napp:\n  latency_buckets: {db_query: [1ms, 5ms, 10ms, 100ms, 1s, 5s]}\n", text)
+    assert count == 1
     dev.write_text(text)
     # 1 ms for a 7-statement TPC-B transaction through a pooler on loopback, 8 clients on this machine: not met.
     result = bench("dev", "--scale", "1", "--duration", "1", "--clients", "8", "--script", "tpcb-like",
