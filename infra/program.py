@@ -9,6 +9,7 @@ Secrets, built from secret stack config, which are never rendered.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -146,6 +147,37 @@ def load(settings: StackSettings, root: Path = ROOT) -> Bundle:
     return render(apply(profile, settings), source)
 
 
+def check_parameter_group(settings: StackSettings, bundle: Bundle) -> dict[str, Any] | None:
+    """The rendered RDS parameter group when the stack opts in (rdsParameterGroup), refused before any resource
+    when the profile's database is not on RDS; None when the stack does not opt in."""
+    if not settings.rds_parameter_group:
+        return None
+    profile = bundle.profile
+    if profile.kubernetes.postgres != "external" or profile.postgres.managed != "rds":
+        raise PerfstackError(
+            f"stack config {PROJECT}:rdsParameterGroup: the profile's database is not on RDS (kubernetes.postgres "
+            f"{profile.kubernetes.postgres}, postgres.managed {profile.postgres.managed}); a parameter group is "
+            "created only for postgres.managed rds")
+    data: dict[str, Any] = json.loads(bundle.files[paths.RDS_PARAMETERS])
+    return data
+
+
+def parameter_group(profile: Profile, data: dict[str, Any]) -> pulumi.Resource:
+    """The rendered parameters as an aws.rds.ParameterGroup: family postgresN, apply methods as rendered
+    (pending-reboot for the parameters a restart sets). pulumi-aws is imported only here, for stacks that opt in."""
+    import pulumi_aws as aws
+
+    return aws.rds.ParameterGroup(
+        "postgres",
+        name=data["DBParameterGroupName"],
+        family=f"postgres{profile.postgres.version}",
+        description=f"perfstack {profile.environment}: rendered from the profile (do not edit in the console)",
+        parameters=[aws.rds.ParameterGroupParameterArgs(name=p["ParameterName"], value=p["ParameterValue"],
+                                                        apply_method=p["ApplyMethod"]) for p in data["Parameters"]],
+        tags={"app.kubernetes.io/managed-by": "perfstack", "perfstack/environment": profile.environment},
+    )
+
+
 def _component(obj: dict[str, Any]) -> str:
     return (obj["metadata"].get("labels") or {}).get(COMPONENT_LABEL) or obj["kind"].lower()
 
@@ -155,6 +187,7 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
     root = root or ROOT
     bundle = load(settings, root)  # raises before anything is registered
     profile = bundle.profile
+    rds_parameters = check_parameter_group(settings, bundle)  # refused here too, before any resource
     objects = [obj for obj in bundle.objects
                if settings.prometheus_operator or not obj["apiVersion"].startswith(PROMETHEUS_OPERATOR_GROUP)]
     render_dir = _resolve(settings.render_yaml_to_directory, root)
@@ -232,10 +265,16 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
         "environment": profile.environment,
         "postgres": profile.kubernetes.postgres,
     }
-    if profile.kubernetes.postgres == "external":
+    if paths.ALTER_SYSTEM_SQL in bundle.files:  # a self-managed external server: the DBA runs it
         outputs["alterSystemSql"] = bundle.files[paths.ALTER_SYSTEM_SQL]
+    for service_file in (paths.RDS_PARAMETERS, paths.CLOUDSQL_FLAGS, paths.AZURE_PARAMETERS):
+        if service_file in bundle.files:  # a managed service: what its API takes instead of ALTER SYSTEM
+            outputs["managedPostgresParameters"] = bundle.files[service_file]
     if facts is not None:
         outputs["clusterId"] = facts.identity
+    if rds_parameters is not None:
+        group = parameter_group(profile, rds_parameters)
+        outputs["rdsParameterGroup"] = group.name  # type: ignore[attr-defined]
     return Deployment(bundle, components, credentials, outputs)
 
 

@@ -34,6 +34,7 @@ class StackSettings:
     context: str | None = None  # kubeconfig context; default: its current-context
     cluster_id: str | None = None  # the kube-system namespace UID of the stack's cluster; refuses any other
     skip_await: bool = False  # annotate every object pulumi.com/skipAwait (clusters without nodes)
+    rds_parameter_group: bool = False  # create the rendered RDS DB parameter group (postgres.managed rds; pulumi-aws)
 
     @classmethod
     def from_config(cls, config: Any, stack: str | None = None) -> StackSettings:
@@ -60,6 +61,7 @@ class StackSettings:
             context=config.get("context") or None,
             cluster_id=config.get("clusterId") or None,
             skip_await=bool(config.get_bool("skipAwait")),
+            rds_parameter_group=bool(config.get_bool("rdsParameterGroup")),
         )
 
     def profile_updates(self) -> dict[str, Any]:

@@ -503,3 +503,48 @@ def test_render_does_not_import_pulumi(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
     assert (tmp_path / "out" / "kubernetes").is_dir()
+
+
+# ---------------------------------------------------------------- the RDS parameter group (opt-in)
+def _rds_profile(tmp_path: Path, managed: str = "rds") -> Path:
+    for name in ("base.yaml", "prod.yaml"):
+        shutil.copy(ROOT / "profiles" / name, tmp_path / name)
+    prod = tmp_path / "prod.yaml"
+    text, count = re.subn(r"\npostgres:\n", f"\npostgres:\n  managed: {managed}\n", prod.read_text())
+    assert count == 1
+    prod.write_text(text)
+    return prod
+
+
+def test_rds_parameter_group_is_created_from_the_rendered_parameters(tmp_path: Path) -> None:
+    pytest.importorskip("pulumi_aws", reason="pulumi-aws (the deploy extra) not installed")
+    prod = _rds_profile(tmp_path)
+    rendered = json.loads(render(load_profile(str(prod), tmp_path)[0]).files["postgres/rds-parameter-group.json"])
+    recorder = run_program("prod", profile=str(prod), rdsParameterGroup="true")
+    [group] = [r for r in recorder.resources if r.typ == "aws:rds/parameterGroup:ParameterGroup"]
+    assert group.inputs["family"] == "postgres16" and group.inputs["name"] == rendered["DBParameterGroupName"]
+    registered = {p["name"]: (p["value"], p["applyMethod"]) for p in group.inputs["parameters"]}
+    assert registered == {p["ParameterName"]: (p["ParameterValue"], p["ApplyMethod"]) for p in rendered["Parameters"]}
+    # a static parameter waits for a reboot, a dynamic one applies at once, as rendered
+    assert registered["shared_buffers"][1] == "pending-reboot" and registered["work_mem"][1] == "immediate"
+    assert "wal_level" not in registered  # RDS refuses it: reported, not sent
+    # nothing secret in the group
+    for password in PASSWORDS.values():
+        assert password not in json.dumps(group.inputs)
+
+
+def test_rds_parameter_group_is_not_created_without_the_opt_in(tmp_path: Path) -> None:
+    prod = _rds_profile(tmp_path)
+    recorder = run_program("prod", profile=str(prod))
+    assert not [r for r in recorder.resources if r.typ.startswith("aws:")]
+    assert recorder.kubernetes()  # the rest of the stack is deployed as before
+
+
+@pytest.mark.parametrize("managed", ["self-managed", "cloudsql"])
+def test_rds_parameter_group_for_a_database_not_on_rds_is_refused_before_any_resource(tmp_path: Path,
+                                                                                      managed: str) -> None:
+    prod = _rds_profile(tmp_path, managed)
+    recorder = Recorder()
+    with pytest.raises(Exception, match=r"rdsParameterGroup: the profile's database is not on RDS"):
+        run_program("prod", recorder, profile=str(prod), rdsParameterGroup="true")
+    assert recorder.resources == []
