@@ -211,6 +211,40 @@ def _identity_problems(source: Source, file_name: str) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------- names perfstack renders
+# Objects perfstack renders besides the app's own (tests/test_types.py renders every example and
+# checks this list covers each object name). CloudNativePG's Cluster adds its -rw, -ro, -r Services.
+RENDERED_NAMES = ("llm", "llm-config", "pgbouncer", "redis", "postgres", "postgres-rw", "postgres-ro", "postgres-r",
+                  "postgres-settings", "perfstack-alerts", "worker-redis", "grafana-dashboard")
+
+
+def rendered_names(profile: Profile) -> set[str]:
+    """Every object name perfstack renders that is not the app's (its HPA and ConfigMap)."""
+    names = set(RENDERED_NAMES)
+    if profile.llm is not None:
+        names.add(profile.llm.model_cache.claim)
+    if profile.workers is not None:
+        names.update(f"worker-{pool}" for pool in profile.workers.pools)
+        if profile.workers.redis is not None:
+            names.add(profile.workers.redis.name)
+    return names
+
+
+def _name_collisions(profile: Profile, source: Source) -> list[Problem]:
+    """app.deployment names the app's HPA and ConfigMap and selects its pods as `<deployment>-*`: it must
+    not be, nor prefix, a name perfstack renders (an HPA `llm` would scale the LLM server, `pgbouncer` PgBouncer)."""
+    deployment = profile.app.deployment
+    names = rendered_names(profile)
+    clash = sorted(n for n in names if n == deployment or n.startswith(deployment + "-")
+                   or deployment + "-performance" == n)
+    if not clash:
+        return []
+    return [source.problem(["app.deployment"], (
+        f"{deployment!r} collides with {', '.join(repr(n) for n in clash)}, which perfstack renders (the app's HPA "
+        f"and ConfigMap are named after it and its pods are selected as {deployment}-*): name the app's "
+        "Deployment something else"))]
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
     if data.pop("abstract", False) is True:
@@ -227,12 +261,16 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = _merge_alternatives([_problem_for(error, source) for error in exc.errors()]) + problems
+        located = {p.key for p in problems}  # a bad postgres.settings name: its own message, given once
+        problems = _merge_alternatives([p for p in (_problem_for(error, source) for error in exc.errors())
+                                        if p.key not in located]) + problems
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
     if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
         raise ProfileError(_in_reading_order(identity, source))
+    if collisions := _name_collisions(profile, source):
+        raise ProfileError(collisions)
     return _with_architecture(profile, source)
 
 
