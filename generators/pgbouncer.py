@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paths, units
+from . import formats, paths, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -67,7 +67,8 @@ def client_tls(profile: Profile) -> list[Setting]:
 
 def databases(profile: Profile) -> dict[str, str]:
     pb = profile.pgbouncer
-    return {name: f"host={pb.server_host} port={pb.server_port} dbname={name}" for name in pb.databases}
+    value = formats.connstring_value
+    return {name: f"host={value(pb.server_host)} port={pb.server_port} dbname={value(name)}" for name in pb.databases}
 
 
 def server_connections(profile: Profile) -> int:
@@ -78,6 +79,7 @@ def server_connections(profile: Profile) -> int:
 
 def render(profile: Profile) -> Part:
     items = settings(profile)
-    ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile))
+    ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile),
+                          line=formats.ini_line, comment=formats.comment)
     return Part(settings=items, files={paths.PGBOUNCER_INI: ini},
                 derived={"server_connections": server_connections(profile)})

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import paths, units
+from . import formats, paths, units
 from .bundle import Finding, Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -408,27 +408,21 @@ def _override_text(value: Any) -> str:
 
 def conf_value(setting: Setting) -> str:
     """A value as postgresql.conf wants it: numbers and units bare, everything else quoted."""
-    text = setting.text
-    if _bare(text):
-        return text
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _bare(text: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?([a-zA-Z]{1,3})?", text)) or text in ("on", "off")
+    return formats.pg_conf_value(setting.text)
 
 
 def comment(setting: Setting) -> str:
     """A config line's comment: the rule and the inputs it read (kB inputs written as PostgreSQL sizes)."""
     if not setting.inputs:
-        return setting.rule
+        return formats.comment(setting.rule)
     shown = ", ".join(f"{key.removesuffix('_kb')}={units.format_size_pg(value)}" if key.endswith("_kb")
                       else f"{key}={value}" for key, value in setting.inputs.items())
-    return f"{setting.rule} [{shown}]"
+    return formats.comment(f"{setting.rule} [{shown}]")
 
 
 def sql_literal(setting: Setting) -> str:
-    return "'" + setting.text.replace("'", "''") + "'"
+    """ALTER SYSTEM's value: E'' literals (safe whatever standard_conforming_strings is), one per list element."""
+    return formats.pg_sql_value(setting.key, setting.text)
 
 
 def render(profile: Profile) -> Part:
@@ -436,7 +430,9 @@ def render(profile: Profile) -> Part:
     items = settings(profile)
     found = warnings(i)
     conf = render_template("postgresql.conf.j2", profile=profile, settings=items, warnings=found,
-                           inputs=i.describe(), conf_value=conf_value, comment=comment)
-    sql = render_template("alter_system.sql.j2", profile=profile, settings=items, sql_literal=sql_literal)
+                           inputs=i.describe(), conf_value=conf_value, comment=comment, pg_name=formats.pg_name,
+                           text_comment=formats.comment)
+    sql = render_template("alter_system.sql.j2", profile=profile, settings=items, sql_literal=sql_literal,
+                          pg_name=formats.pg_name, comment=formats.comment)
     return Part(settings=items, files={paths.POSTGRESQL_CONF: conf, paths.ALTER_SYSTEM_SQL: sql},
                 warnings=found)

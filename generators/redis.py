@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paths, units
+from . import formats, paths, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -66,8 +66,16 @@ def settings(profile: Profile) -> list[Setting]:
     ]
 
 
+def conf_line(setting: Setting) -> str:
+    """`key value` as redis.conf reads it (sdssplitargs); a text already in quotes is one argument."""
+    text = setting.text
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return formats.redis_line(setting.key, text)
+
+
 def render(profile: Profile) -> Part:
     items = settings(profile)
-    conf = render_template("redis.conf.j2", profile=profile, settings=items,
-                           secret=profile.secrets.redis_password)
+    conf = render_template("redis.conf.j2", profile=profile, settings=items, line=conf_line,
+                           comment=formats.comment, secret=profile.secrets.redis_password)
     return Part(settings=items, files={paths.REDIS_CONF: conf})
