@@ -194,7 +194,9 @@ _REDIS_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t
 
 def redis_arg(value: str) -> str:
     """One argument of a redis.conf line: bare when that is unambiguous, else a double-quoted string
-    (sdssplitargs): any byte can be written, a newline as \\n."""
+    (sdssplitargs): any byte but NUL can be written, a newline as \\n."""
+    if "\x00" in value:
+        raise _refuse("a redis.conf argument", value, "Redis keeps string settings as C strings: NUL ends them")
     if _REDIS_BARE.fullmatch(value):
         return value
     out = []
