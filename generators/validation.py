@@ -233,16 +233,27 @@ def rendered_names(profile: Profile) -> set[str]:
 def _name_collisions(profile: Profile, source: Source) -> list[Problem]:
     """app.deployment names the app's HPA and ConfigMap and selects its pods as `<deployment>-*`: it must
     not be, nor prefix, a name perfstack renders (an HPA `llm` would scale the LLM server, `pgbouncer` PgBouncer)."""
+    problems = []
     deployment = profile.app.deployment
     names = rendered_names(profile)
     clash = sorted(n for n in names if n == deployment or n.startswith(deployment + "-")
                    or deployment + "-performance" == n)
-    if not clash:
-        return []
-    return [source.problem(["app.deployment"], (
-        f"{deployment!r} collides with {', '.join(repr(n) for n in clash)}, which perfstack renders (the app's HPA "
-        f"and ConfigMap are named after it and its pods are selected as {deployment}-*): name the app's "
-        "Deployment something else"))]
+    if clash:
+        problems.append(source.problem(["app.deployment"], (
+            f"{deployment!r} collides with {', '.join(repr(n) for n in clash)}, which perfstack renders (the app's "
+            f"HPA and ConfigMap are named after it and its pods are selected as {deployment}-*): name the app's "
+            "Deployment something else")))
+    workers = profile.workers
+    queue = workers.redis if workers is not None else None
+    if workers is not None and queue is not None:
+        others = set(RENDERED_NAMES) | {f"worker-{pool}" for pool in workers.pools}
+        if profile.llm is not None:
+            others.add(profile.llm.model_cache.claim)
+        if queue.name in others:
+            problems.append(source.problem(["workers.redis.name"], (
+                f"{queue.name!r} is a name perfstack already renders (its StatefulSet and Service would replace "
+                "that one): name the queue's Redis something else, e.g. redis-queue")))
+    return problems
 
 
 def profile_from_source(source: Source, default_environment: str) -> Profile:

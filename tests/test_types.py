@@ -179,3 +179,12 @@ def test_vllm_needs_a_hugging_face_id(tmp_path: Path) -> None:
     with pytest.raises(ProfileError) as caught:
         load_profile(str(path), tmp_path)
     assert any(p.key.startswith("llm.model") and "Hugging Face" in p.message for p in caught.value.problems)
+
+
+@pytest.mark.parametrize("name", ["redis", "pgbouncer", "worker-default", "llm"])
+def test_queue_redis_cannot_take_a_rendered_name(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, f"workers: {{redis: {{name: {name}}}}}\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(str(path), tmp_path)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.key) == (4, "workers.redis.name")
