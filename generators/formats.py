@@ -100,13 +100,16 @@ PG_LIST_QUOTED = frozenset({"search_path", "temp_tablespaces", "shared_preload_l
                             "local_preload_libraries", "session_preload_libraries", "oauth_validator_libraries"})
 
 
+_PG_SPACE = " \t\n\r\f"  # scanner_isspace
+
+
 def pg_split_list(value: str) -> list[tuple[str, bool]]:
     """The elements of a list value as postgresql.conf gives it (SplitIdentifierString's grammar):
     comma-separated, each bare (trimmed) or double-quoted ("" is a quote); (element, was it quoted)."""
     items: list[tuple[str, bool]] = []
     i, n = 0, len(value)
     while True:
-        while i < n and value[i].isspace():
+        while i < n and value[i] in _PG_SPACE:
             i += 1
         if i < n and value[i] == '"':
             j, parts = i + 1, []
@@ -125,14 +128,16 @@ def pg_split_list(value: str) -> list[tuple[str, bool]]:
         else:
             j = value.find(",", i)
             j = n if j < 0 else j
-            bare = value[i:j].strip()
+            bare = value[i:j].rstrip(_PG_SPACE)
             if not bare:
                 if not items and j == n:
                     return []
                 raise _refuse("a list value", value, "an empty element")
+            if any(c in _PG_SPACE for c in bare):
+                raise _refuse("a list value", value, "a space inside an unquoted element (quote it)")
             items.append((bare, False))
             i = j
-        while i < n and value[i].isspace():
+        while i < n and value[i] in _PG_SPACE:
             i += 1
         if i == n:
             return items

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models
+from . import formats, models, types
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
 from .pgversions import NEWEST, OLDEST, version_problem
@@ -168,6 +168,13 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
             try:
                 parse_override(lowered, value)
             except ValueError as exc:
+                problems.append(source.problem([key], str(exc)))
+        elif isinstance(value, str) and types.unprintable(value) is None:
+            # what postgresql.conf and ALTER SYSTEM cannot carry (the type refuses control characters itself)
+            try:
+                formats.pg_conf_value(value)
+                formats.pg_sql_value(lowered, value)
+            except formats.FormatError as exc:
                 problems.append(source.problem([key], str(exc)))
         if isinstance(name, str):
             seen.setdefault(lowered, name)

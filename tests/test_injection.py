@@ -44,6 +44,7 @@ FIELDS: dict[tuple[str, ...], Any] = {
     ("hardware", "gpu", "product"): "NVIDIA-H100-80GB-HBM3",
     ("postgres", "settings", "application_name"): "perfstack api",
     ("postgres", "settings", "log_line_prefix"): "%m [%p] ",
+    ("postgres", "settings", "search_path"): '"$user", public',
     ("pgbouncer", "listen_addr"): "0.0.0.0",
     ("pgbouncer", "databases"): ["app"],
     ("pgbouncer", "server_host"): "postgres",
@@ -219,7 +220,7 @@ def check_files(bundle: Bundle, field: tuple[str, ...], folder: Path) -> None:
     assert app_env == {k: s.text for k, s in bundle.target_settings("app").items()}
     if field[0] == "postgres":
         expected = {k: s.text for k, s in bundle.target_settings("postgres").items()
-                    if k in ("application_name", "log_line_prefix") or k == field[-1].lower()}
+                    if k in ("application_name", "log_line_prefix", "search_path") or k == field[-1].lower()}
         assert _postgres_c(bundle, sorted(expected)) == expected
     if field[0] == "pgbouncer" or field[:2] == ("secrets", "postgres_password"):
         config = _pgbouncer_config(bundle)
@@ -327,3 +328,7 @@ def test_backslash_in_postgres_settings_reads_the_same_both_ways(tmp_path: Path)
         assert rows == values
     finally:
         server.cleanup()
+
+
+def test_a_list_value_postgresql_cannot_read_is_refused_at_load(tmp_path: Path) -> None:
+    _refused(tmp_path, {"postgres": {"settings": {"search_path": "a b, public"}}}, "postgres.settings.search_path")
