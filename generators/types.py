@@ -83,9 +83,9 @@ def _no_double(value: str) -> str:
 HfModelId = Annotated[str, StringConstraints(pattern=rf"^{_HF_PART}/{_HF_PART}$", max_length=193),
                       AfterValidator(_no_double)]
 """A Hugging Face model id: org/name, letters, digits, '-', '_', '.' (at most 96 each)."""
-_OLLAMA_NAME = r"([a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+_OLLAMA_NAME = r"([A-Za-z0-9][A-Za-z0-9._-]*/){0,2}[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
 OllamaModel = Annotated[str, StringConstraints(pattern=rf"^{_OLLAMA_NAME}$", max_length=200)]
-"""An Ollama model name: [namespace/]name[:tag] (llama3.1:8b)."""
+"""An Ollama model name: [host/][namespace/]name[:tag] (llama3.1:8b, hf.co/org/Model-GGUF:Q4_K_M)."""
 ModelName = Annotated[str, StringConstraints(pattern=rf"^({_HF_PART}/{_HF_PART}|{_OLLAMA_NAME})$", max_length=200),
                       AfterValidator(_no_double)]
 """A model: a Hugging Face id (vLLM) or an Ollama name; llm.server decides which (profile.Llm)."""
