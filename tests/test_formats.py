@@ -316,3 +316,15 @@ def test_a_comment_stays_on_its_line(value: str) -> None:
     escaped = formats.comment(value)
     assert len(escaped.splitlines()) <= 1 and "\n" not in escaped and "\x00" not in escaped
     assert types.unprintable(escaped) is None
+
+
+def test_every_template_value_goes_through_formats() -> None:
+    """A template interpolates nothing raw: each {{ }} calls a formats.py function (passed in by its target),
+    except the environment, a DNS-1123 label."""
+    import re
+
+    allowed = ("comment(", "text_comment(", "line(", "pg_name(", "conf_value(", "sql_literal(")
+    templates = Path(__file__).parents[1] / "generators" / "templates"
+    raw = [(p.name, expr) for p in templates.iterdir() for expr in re.findall(r"{{\s*(.*?)\s*}}", p.read_text())
+           if not expr.startswith(allowed) and expr != "profile.environment"]
+    assert raw == []
