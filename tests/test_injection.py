@@ -332,3 +332,38 @@ def test_backslash_in_postgres_settings_reads_the_same_both_ways(tmp_path: Path)
 
 def test_a_list_value_postgresql_cannot_read_is_refused_at_load(tmp_path: Path) -> None:
     _refused(tmp_path, {"postgres": {"settings": {"search_path": "a b, public"}}}, "postgres.settings.search_path")
+
+
+def test_postgresql_conf_and_alter_system_sql_agree_on_every_setting(tmp_path: Path) -> None:
+    """prod with overrides full of quotes, backslashes and '#', and a list: a real server reads the rendered
+    postgresql.conf (pg_file_settings parses it without applying it) and stores the rendered ALTER SYSTEM
+    statements (run with standard_conforming_strings off) as the same text, setting by setting."""
+    overrides = {"application_name": "it's a \\ # test", "log_line_prefix": "%m [%p] \\x ", "search_path":
+                 '"$user", public'}
+    path = _write(tmp_path, {"postgres": {"settings": overrides}})
+    profile, source = load_profile(str(path), tmp_path)
+    bundle = render.render(profile, source)
+    server = localservers.start_postgres()
+    try:
+        localservers._write(server.data_dir / "rendered.conf", bundle.files[paths.POSTGRESQL_CONF])
+        main = server.data_dir / "postgresql.conf"
+        localservers._write(main, main.read_text() + "\ninclude 'rendered.conf'\n")
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("SET standard_conforming_strings = off")
+            conn.execute("SET escape_string_warning = off")
+            for line in bundle.files[paths.ALTER_SYSTEM_SQL].split("\n"):
+                if line.startswith("ALTER SYSTEM SET"):
+                    conn.execute(line.encode())
+            rows = conn.execute("SELECT sourcefile, name, setting, error FROM pg_file_settings").fetchall()
+    finally:
+        server.cleanup()
+    by_file: dict[str, dict[str, str]] = {"rendered.conf": {}, "postgresql.auto.conf": {}}
+    # postmaster-only parameters that differ from the running server say so; nothing else may err
+    assert [r for r in rows if r[3] not in (None, "setting could not be applied")] == []
+    for file, name, setting, _ in rows:
+        base = Path(file).name
+        if base in by_file:
+            by_file[base][name] = setting
+    expected = {s.key: s.text for s in bundle.target_settings("postgres").values()}
+    assert by_file["rendered.conf"] == expected
+    assert by_file["postgresql.auto.conf"] == expected
