@@ -12,6 +12,8 @@ Then one regression test per injection the issue reported.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import shutil
 import subprocess
@@ -117,24 +119,43 @@ def _write(folder: Path, overlay: dict[str, Any]) -> Path:
 
 
 # ---------------------------------------------------------------- the readers
+@functools.cache
+def _shared_postgres() -> localservers.Postgres:
+    """One PostgreSQL for every example (stopped at exit)."""
+    server = localservers.start_postgres()
+    atexit.register(server.cleanup)
+    return server
+
+
 def _postgres_c(bundle: Bundle, names: list[str]) -> dict[str, str]:
-    workdir = localservers.make_workdir("perfstack-inj-")
-    try:
-        data = workdir / "data"
-        subprocess.run([*localservers._prefix(), str(localservers.pg_bin_dir() / "initdb"), "-D", str(data), "-U",
-                        "postgres", "--auth=trust"], capture_output=True, check=True, timeout=180)
-        localservers._write(data / "perfstack.conf", bundle.files[paths.POSTGRESQL_CONF])
-        main = data / "postgresql.conf"
-        localservers._write(main, main.read_text() + "\ninclude 'perfstack.conf'\n")
-        out = {}
-        for name in names:
-            result = subprocess.run([*localservers._prefix(), str(localservers.pg_bin_dir() / "postgres"), "-D",
-                                     str(data), "-C", name], capture_output=True, timeout=60)
-            assert result.returncode == 0, result.stderr.decode(errors="replace")
-            out[name] = result.stdout.decode().removesuffix("\n")
-        return out
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    """`postgres -C` of each name, the data folder's included perfstack.conf being the rendered file."""
+    server = _shared_postgres()
+    localservers._write(server.data_dir / "perfstack.conf", bundle.files[paths.POSTGRESQL_CONF])
+    out = {}
+    for name in names:
+        result = subprocess.run([*localservers._prefix(), str(server.bin_dir / "postgres"), "-D", str(server.data_dir),
+                                 "-C", name], capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        out[name] = result.stdout.decode().removesuffix("\n")
+    localservers._write(server.data_dir / "perfstack.conf", "")
+    return out
+
+
+def _alter_system(bundle: Bundle) -> dict[str, str]:
+    """The rendered ALTER SYSTEM statements run on a real server with standard_conforming_strings off:
+    what postgresql.auto.conf then holds."""
+    server = _shared_postgres()
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM RESET ALL")
+        conn.execute("SET standard_conforming_strings = off")
+        conn.execute("SET escape_string_warning = off")
+        for line in bundle.files[paths.ALTER_SYSTEM_SQL].split("\n"):
+            if line.startswith("ALTER SYSTEM SET"):
+                conn.execute(line.encode())
+        rows = conn.execute("SELECT name, setting FROM pg_file_settings "
+                            "WHERE sourcefile LIKE '%postgresql.auto.conf'").fetchall()
+        conn.execute("ALTER SYSTEM RESET ALL")
+    return dict(rows)
 
 
 def _pgbouncer_config(bundle: Bundle) -> dict[str, str]:
@@ -222,6 +243,7 @@ def check_files(bundle: Bundle, field: tuple[str, ...], folder: Path) -> None:
         expected = {k: s.text for k, s in bundle.target_settings("postgres").items()
                     if k in ("application_name", "log_line_prefix", "search_path") or k == field[-1].lower()}
         assert _postgres_c(bundle, sorted(expected)) == expected
+        assert _alter_system(bundle) == {s.key: s.text for s in bundle.target_settings("postgres").values()}
     if field[0] == "pgbouncer" or field[:2] == ("secrets", "postgres_password"):
         config = _pgbouncer_config(bundle)
         for key in ("admin_users", "stats_users", "auth_user", "auth_query", "pool_mode", "max_client_conn"):
