@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import units
+from .. import formats, units
 from ..bundle import Parts
 from ..profile import Profile
 from .base import (
@@ -136,7 +136,7 @@ def burn_alerts(profile: Profile, parts: Parts) -> list[Alert]:
     le = le_text(latency_s)
     by = "sum by (namespace, job)"
 
-    failed, fast = 'status="5xx"', f'le="{le}"'
+    failed, fast = formats.matcher("status", "5xx"), formats.matcher("le", le)
 
     def errors(w: str) -> str:
         return (f"{by} (rate({selector('http_requests_total', sel, failed)}[{w}])) / "
