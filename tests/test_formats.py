@@ -276,7 +276,7 @@ def test_yaml_emitter_reads_back(value: str, key: str) -> None:
 def test_no_config_template_builds_yaml() -> None:
     templates = Path(__file__).parents[1] / "generators" / "templates"
     assert sorted(p.name for p in templates.iterdir()) == ["alter_system.sql.j2", "pgbouncer.ini.j2",
-                                                           "postgresql.conf.j2", "redis.conf.j2"]
+                                                           "postgresql.conf.j2", "redis.conf.j2", "roles.sql.j2"]
 
 
 # ---------------------------------------------------------------- PromQL through promtool
