@@ -109,10 +109,12 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
         quiet: list[tuple[str, dict[str, str], tuple[int, ...]]] = []
         if window.long_ms // step <= BURST_PROOF_MAX_STEPS:
             base = window.long_ms // step
-            burst = max(1, int(0.7 * threshold * window.long_ms / step))
+            share = 0.7 * threshold * window.long_ms / step  # steps of failures only that fill 0.7x the long window
+            burst = max(1, int(share))
+            burst_ratio = min(1.0, share / burst)  # under one step's worth: a step of partial failures
             after = (window.for_ms + 2 * step) // step
             end = (base + burst) * step
-            segments = [counted(0, base), counted(1, burst), counted(0, after)]
+            segments = [counted(0, base), counted(burst_ratio, burst), counted(0, after)]
             quiet.append((f"a burst of failures for {fmt(burst * step)}, under {fmt(window.long_ms)}",
                           {bad_series: piecewise(segments), total_series: other(segments)},
                           (end, end + window.for_ms)))
