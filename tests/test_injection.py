@@ -26,7 +26,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from generators import localservers, paths, render
+from generators import localservers, paths, render, serverversions
 from generators.bundle import Bundle
 from generators.drift import redis as redis_drift
 from generators.errors import ProfileError
@@ -164,8 +164,9 @@ def _alter_system(bundle: Bundle) -> dict[str, str]:
 
 
 def _pgbouncer_config(bundle: Bundle) -> dict[str, str]:
-    """The rendered pgbouncer.ini on a real PgBouncer, with only where it listens, its files and auth_type
-    made local (admin_users, stats_users, auth_user and the databases stay as rendered)."""
+    """The rendered pgbouncer.ini on a real PgBouncer, with only where it listens, its files, auth_type and TLS
+    made local, and the settings newer than the local PgBouncer (prod names a newer pgbouncer.version) left
+    out (admin_users, stats_users, auth_user and the databases stay as rendered)."""
     workdir = localservers.make_workdir("perfstack-inj-pgb-")
     port = localservers.free_port()
     admin = bundle.target_settings("pgbouncer")["admin_users"].text.split(",")[0]
@@ -175,7 +176,10 @@ def _pgbouncer_config(bundle: Bundle) -> dict[str, str]:
         ini = localservers.rewrite_ini(bundle.files[paths.PGBOUNCER_INI], {
             "listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": str(workdir), "auth_type": "trust",
             "auth_file": str(userlist), "logfile": str(workdir / "pgb.log"), "pidfile": str(workdir / "pgb.pid"),
-            "client_tls_sslmode": None, "client_tls_cert_file": None, "client_tls_key_file": None})
+            "client_tls_sslmode": None, "client_tls_cert_file": None, "client_tls_key_file": None,
+            "server_tls_sslmode": None, "server_tls_ca_file": None,
+            **{key: None for key, since in serverversions.PGBOUNCER_SINCE.items()
+               if not serverversions.at_least(localservers.pgbouncer_version(), since)}})
         ini_path = workdir / "pgbouncer.ini"
         localservers._write(ini_path, ini)
         process = subprocess.Popen(["runuser", "-u", localservers.RUN_AS, "--", "pgbouncer", str(ini_path)]
