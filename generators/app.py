@@ -11,7 +11,7 @@ a settings change rolls the pods.
 
 from __future__ import annotations
 
-from . import paths, serverversions, units
+from . import formats, paths, serverversions, units
 from .bundle import Part, Setting
 from .profile import Profile
 
@@ -138,8 +138,8 @@ def redis_client(profile: Profile) -> list[Setting]:
 def env_file(profile: Profile, items: list[Setting]) -> str:
     lines = [f"# Application performance settings for {profile.environment}, rendered by perfstack: do not edit."]
     for s in items:
-        lines.append(f"# {s.rule}")
-        lines.append(f"{s.key}={s.text}")
+        lines.append(f"# {formats.comment(s.rule)}")
+        lines.append(formats.env_line(s.key, s.text))
     return "\n".join(lines) + "\n"
 
 

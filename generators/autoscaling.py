@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import paths, units
+from . import formats, paths, units
 from .bundle import Part, Setting
 from .k8s import LLM_SERVER, dump_yaml
 from .profile import Profile
@@ -124,7 +124,7 @@ def adapter_rules(profile: Profile) -> str:
     header = (f"# prometheus-adapter Helm values for {profile.environment}, rendered by perfstack: serves "
               f"{'running + waiting requests' if signal == 'requests' else 'KV-cache usage'} as the Pods metric "
               f"{name} that HorizontalPodAutoscaler/{LLM_SERVER} reads.\n")
-    return header + dump_yaml({"rules": {"custom": [rule]}})
+    return "# " + formats.comment(header.removeprefix("# ").removesuffix("\n")) + "\n" + dump_yaml({"rules": {"custom": [rule]}})
 
 
 def keda_cooldown_s(profile: Profile, load_time_ms: int) -> int:

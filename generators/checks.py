@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import margins as margins_
-from . import units
+from . import pgversions, units
 from .bundle import Finding, Part, Parts
 from .checks_workers import WORKER_CHECKS
 from .profile import Profile
@@ -266,17 +266,10 @@ def postgres_managed_allows(profile: Profile, parts: Parts) -> list[Finding]:
 def postgres_list_values(profile: Profile, parts: Parts) -> list[Finding]:
     """A library list separated by spaces names one library with a space in its name: the server would not start."""
     found = []
-    for key in ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries"):
+    for key in pgversions.LIBRARY_LISTS:
         setting = parts.postgres.get(key)
-        if setting is None:
-            continue
-        bad = [e for e in setting.text.split(",") if e.strip() and " " in e.strip().strip('"')]
-        if bad:
-            found.append(Finding(
-                "postgres_list_values",
-                f"{key} element {bad[0].strip()!r} holds a space: PostgreSQL would look for one library of that "
-                "name and refuse to start; separate libraries with commas (pg_stat_statements,auto_explain)",
-                "error", (pg_key(profile, key),)))
+        if setting is not None and (why := pgversions.library_list_problem(key, setting.text)) is not None:
+            found.append(Finding("postgres_list_values", why, "error", (pg_key(profile, key),)))
     return found
 
 

@@ -26,7 +26,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from . import units
+from . import formats, units
 from .alerts import Rules
 from .alerts.llm import ollama_probe_job
 from .alerts.workers import camel
@@ -82,11 +82,12 @@ def _ratio(hit: str, total: str) -> str:
 # ---------------------------------------------------------------- panels per dashboard
 def overview(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
     slo, app = profile.slo, profile.app
-    api = f'{NS}, job="{app.deployment}"'
+    api = f'{NS}, {formats.matcher("job", app.deployment)}'
+    pods = formats.matcher("pod", formats.regex_alternatives([app.deployment]) + "-.*", "=~")
     pool_max = app.db_pool.size + app.db_pool.max_overflow
 
     def cache(name: str, ratio: float) -> PanelSpec:
-        sel = f'{api}, cache="{name}"'
+        sel = f'{api}, {formats.matcher("cache", name)}'
         return PanelSpec(f"{name.capitalize()} cache hit ratio", "percentunit", (q(_ratio(
             f'sum(rate(app_cache_requests_total{{{sel}, result="hit"}}[{RATE}]))',
             f"sum(rate(app_cache_requests_total{{{sel}}}[{RATE}]))"), "hit ratio"),), ratio,
@@ -112,11 +113,11 @@ def overview(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
                   slo.pool_utilization_max, "slo.pool_utilization_max",
                   f"checked-out connections / (db_pool.size {app.db_pool.size} + max_overflow {app.db_pool.max_overflow})"),
         PanelSpec("API memory per pod", "bytes", (q(
-            f'sum by (pod) (container_memory_working_set_bytes{{{NS}, pod=~"{app.deployment}-.*", container!=""}})',
+            f'sum by (pod) (container_memory_working_set_bytes{{{NS}, {pods}, container!=""}})',
             "{{pod}}"),), slo.memory_max, "slo.memory_max"),
         PanelSpec("API CPU per pod (share of its limit)", "percentunit", (q(
-            f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{NS}, pod=~"{app.deployment}-.*", container!=""}}'
-            f'[{RATE}])) / sum by (pod) (kube_pod_container_resource_limits{{{NS}, pod=~"{app.deployment}-.*", '
+            f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{NS}, {pods}, container!=""}}'
+            f'[{RATE}])) / sum by (pod) (kube_pod_container_resource_limits{{{NS}, {pods}, '
             'resource="cpu"})', "{{pod}}"),), slo.cpu_max, "slo.cpu_max"),
         PanelSpec("Traffic", "reqps", (q(f"sum(rate(http_requests_total{{{api}}}[{RATE}]))", "requests/s"),
                                        q(f'sum(rate(http_requests_total{{{api}, status="5xx"}}[{RATE}]))', "5xx/s"))),
@@ -125,13 +126,15 @@ def overview(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
             f"sum(increase(http_requests_total{{{api}}}[{units.format_duration(slo.window)}]))) / {slo.error_rate:g}",
             "budget left"),), 0, "budget spent", f"1 - failed share over slo.window / slo.error_rate {slo.error_rate:g}"),
         PanelSpec("Availability burn rate", "short", tuple(
-            q(f'perfstack:api_errors:ratio_rate{w}{{namespace="$namespace", job="{app.deployment}"}} / {slo.error_rate:g}',
+            q(f'perfstack:api_errors:ratio_rate{w}{{namespace="$namespace", {formats.matcher("job", app.deployment)}}} / '
+              f'{slo.error_rate:g}',
               f"burn rate {w}") for w in ("5m", "1h", "6h", "1d")),
             limits.get("ApiAvailabilityBurnRate1h", 0) / slo.error_rate if slo.error_rate else None,
             "ApiAvailabilityBurnRate1h's burn rate (page with the 5m window)",
             "error ratio / slo.error_rate, from the recording rules the burn-rate alerts read"),
         PanelSpec("Latency burn rate", "short", tuple(
-            q(f'perfstack:api_slow_requests:ratio_rate{w}{{namespace="$namespace", job="{app.deployment}"}} / 0.05',
+            q(f'perfstack:api_slow_requests:ratio_rate{w}{{namespace="$namespace", {formats.matcher("job", app.deployment)}}}'
+              ' / 0.05',
               f"burn rate {w}") for w in ("5m", "1h", "6h", "1d")),
             limits.get("ApiLatencyBurnRate1h", 0) / 0.05, "ApiLatencyBurnRate1h's burn rate",
             f"share of requests slower than {units.format_duration(slo.api_latency_p95)} / 5%"),
@@ -215,14 +218,14 @@ def redis_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
 
 def llm_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
     llm, slo = profile.llm, profile.slo
-    api = f'{NS}, job="{profile.app.deployment}"'
+    api = f'{NS}, {formats.matcher("job", profile.app.deployment)}'
     client = PanelSpec("LLM p95 latency (as the API sees it)", "s",
                        (q(p95("app_llm_request_duration_seconds", api), "p95"),),
                        slo.llm_latency_p95 / 1000, "slo.llm_latency_p95")
     if llm is None:
         return [client]
     if llm.server == "ollama":
-        job = f'job="{ollama_probe_job(profile)}"'
+        job = formats.matcher("job", ollama_probe_job(profile))
         return [
             PanelSpec("Ollama reachable (blackbox probe)", "short", (q(f"probe_success{{{job}}}", "{{instance}}"),)),
             PanelSpec("Probe duration", "s", (q(f"probe_duration_seconds{{{job}}}", "{{instance}}"),)),
@@ -246,17 +249,17 @@ def llm_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
         PanelSpec("Inter-token latency p95", "s", (q(p95("vllm:inter_token_latency_seconds", NS, "model_name"),
                                                      "{{model_name}}"),)),
         PanelSpec("Replicas", "short", (
-            q(f'kube_horizontalpodautoscaler_status_current_replicas{{{NS}, horizontalpodautoscaler="{LLM_SERVER}"}}',
+            q(f'kube_horizontalpodautoscaler_status_current_replicas{{{NS}, {formats.matcher("horizontalpodautoscaler", LLM_SERVER)}}}',
               "current"),
-            q(f'kube_horizontalpodautoscaler_spec_max_replicas{{{NS}, horizontalpodautoscaler="{LLM_SERVER}"}}', "max"))),
+            q(f'kube_horizontalpodautoscaler_spec_max_replicas{{{NS}, {formats.matcher("horizontalpodautoscaler", LLM_SERVER)}}}', "max"))),
         client,
     ]
 
 
 def api_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]:
     slo, app = profile.slo, profile.app
-    api = f'{NS}, job="{app.deployment}"'
-    hpa = f'{NS}, horizontalpodautoscaler="{app.deployment}"'
+    api = f'{NS}, {formats.matcher("job", app.deployment)}'
+    hpa = f'{NS}, {formats.matcher("horizontalpodautoscaler", app.deployment)}'
     return [
         PanelSpec("Requests per second by status", "reqps", (
             q(f"sum by (status) (rate(http_requests_total{{{api}}}[{RATE}]))", "{{status}}"),)),
@@ -288,7 +291,7 @@ def worker_panels(profile: Profile, limits: dict[str, float]) -> list[PanelSpec]
     panels = []
     for name, pool in profile.workers.pools.items():
         p = camel(name)
-        sel = f'namespace="$namespace", queue_name=~"{"|".join(pool.queues)}"'
+        sel = f'{NS}, {formats.matcher("queue_name", formats.regex_alternatives(pool.queues), "=~")}'
         panels += [
             PanelSpec(f"{name}: jobs waiting", "short",
                       (q(f"sum by (queue_name) (celery_queue_length{{{sel}}})", "{{queue_name}}"),),

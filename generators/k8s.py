@@ -62,6 +62,9 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[mi
 
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if any(char in data for char in "\r\x85\u2028\u2029"):
+        # a literal block would read these back as a newline (YAML 1.1 line breaks): quote and escape them
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
     if "\n" in data:  # config files in ConfigMaps read best, and diff best, as literal blocks
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
     return dumper.represent_str(data)

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import models, paths, units
+from . import formats, models, paths, units
 from .bundle import Part, Setting
 from .models import Architecture
 from .profile import Llm, Profile
@@ -538,12 +538,12 @@ def vllm_args(items: list[Setting]) -> list[str]:
 
 def vllm_args_file(profile: Profile, items: list[Setting]) -> str:
     lines = [f"# vLLM arguments for {profile.environment}, rendered by perfstack: do not edit.",
-             "# Every value is pinned (vLLM's defaults moved between releases). Use as:",
-             "#   vllm serve $(grep -v '^#' vllm.args)"]
+             "# Every value is pinned (vLLM's defaults moved between releases). One argument per line, no",
+             f"# word splitting; use as:  {formats.ARGV_LAUNCHER}"]
     for s, arg in zip(items, [*vllm_args([i for i in items if i.key == POSITIONAL]),
                               *vllm_args([i for i in items if i.key != POSITIONAL])], strict=True):
-        lines.append(f"# {s.rule}")
-        lines.append(arg)
+        lines.append(f"# {formats.comment(s.rule)}")
+        lines.append(formats.argv_line(arg))
     return "\n".join(lines) + "\n"
 
 
@@ -592,8 +592,8 @@ def ollama_settings(profile: Profile) -> list[Setting]:
 def env_file(profile: Profile, items: list[Setting]) -> str:
     lines = [f"# Ollama environment for {profile.environment}, rendered by perfstack: do not edit."]
     for s in sorted(items, key=lambda s: s.key):
-        lines.append(f"# {s.rule}")
-        lines.append(f"{s.key}={s.text}")
+        lines.append(f"# {formats.comment(s.rule)}")
+        lines.append(formats.env_line(s.key, s.text))
     return "\n".join(lines) + "\n"
 
 

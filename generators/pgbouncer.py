@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paths, serverversions, units
+from . import formats, paths, serverversions, units
 from .bundle import Part, Setting
 from .lint import is_production
 from .profile import Profile
@@ -176,8 +176,10 @@ def overridden(profile: Profile, items: list[Setting]) -> list[Setting]:
 
 def databases(profile: Profile) -> dict[str, str]:
     pb = profile.pgbouncer
-    host = server_host(profile) or ""
-    return {name: f"host={host} port={pb.server_port} dbname={name}" for name in pb.databases}
+    value = formats.connstring_value
+    host = server_host(profile)
+    where = f"host={value(host)}" if host else "host="  # no host: checks.pgbouncer_server_host refuses the profile
+    return {name: f"{where} port={pb.server_port} dbname={value(name)}" for name in pb.databases}
 
 
 def server_connections(profile: Profile, items: list[Setting] | None = None) -> int:
@@ -193,10 +195,11 @@ def server_connections(profile: Profile, items: list[Setting] | None = None) -> 
 
 def auth_sql(profile: Profile) -> list[str]:
     """The lookup function auth_query calls, one statement per item (CloudNativePG's postInitApplicationSQL)."""
-    user = profile.pgbouncer.auth_user
+    name = profile.pgbouncer.auth_user
+    user = formats.pg_identifier(name)
     return [
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{user}') THEN "
-        f"CREATE ROLE {user} LOGIN; END IF; END $$",
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {formats.pg_sql_literal(name)}) "
+        f"THEN CREATE ROLE {user} LOGIN; END IF; END $$",
         f"CREATE SCHEMA IF NOT EXISTS {LOOKUP_SCHEMA}",
         f"REVOKE ALL ON SCHEMA {LOOKUP_SCHEMA} FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA {LOOKUP_SCHEMA} TO {user}",
@@ -211,10 +214,11 @@ def auth_sql(profile: Profile) -> list[str]:
 
 
 def auth_sql_file(profile: Profile) -> str:
-    names = ", ".join(profile.pgbouncer.databases)
+    names = formats.comment(", ".join(profile.pgbouncer.databases))
+    user = formats.comment(profile.pgbouncer.auth_user)
     head = [f"-- PgBouncer's auth_query lookup for environment {profile.environment}, rendered by perfstack: do not edit.",
             "-- Run as a superuser (the function reads pg_catalog.pg_authid) in every pooled database: PgBouncer",
-            f"-- runs auth_query in the database the client asks for ({names}). Set {profile.pgbouncer.auth_user}'s",
+            f"-- runs auth_query in the database the client asks for ({names}). Set {user}'s",
             "-- password separately (it is the one in PgBouncer's userlist Secret).",
             "-- Only live roles are returned: rolcanlogin, and VALID UNTIL not passed (CVE-2025-2291).", ""]
     return "\n".join(head) + ";\n\n".join(auth_sql(profile)) + ";\n"
@@ -231,7 +235,8 @@ def _stats_users(profile: Profile) -> Setting:
 
 def render(profile: Profile) -> Part:
     items = settings(profile)
-    ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile))
+    ini = render_template("pgbouncer.ini.j2", profile=profile, settings=items, databases=databases(profile),
+                          line=formats.ini_line, comment=formats.comment)
     return Part(settings=items, files={paths.PGBOUNCER_INI: ini, paths.PGBOUNCER_AUTH_SQL: auth_sql_file(profile)},
                 derived={"server_connections": server_connections(profile, items),
                          "surge_server_connections": server_connections(profile, items) // profile.pgbouncer.replicas

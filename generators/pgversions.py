@@ -73,6 +73,19 @@ LIST_QUOTE_PARAMETERS = frozenset({
     "local_preload_libraries", "search_path", "session_preload_libraries", "shared_preload_libraries",
     "temp_tablespaces", "unix_socket_directories", "oauth_validator_libraries",
 })
+LIBRARY_LISTS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+
+
+def library_list_problem(name: str, text: str) -> str | None:
+    """A library list separated by spaces names one library with a space in its name: the server would not
+    start (refused at load by validation.py, and by checks.postgres_list_values on a rendered part)."""
+    if name.lower() not in LIBRARY_LISTS:
+        return None
+    bad = [e for e in text.split(",") if e.strip() and " " in e.strip().strip('"')]
+    if not bad:
+        return None
+    return (f"{name} element {bad[0].strip()!r} holds a space: PostgreSQL would look for one library of that "
+            "name and refuse to start; separate libraries with commas (pg_stat_statements,auto_explain)")
 
 
 # Parameters a change of which takes a restart (pg_settings.context 'postmaster'): PostgreSQL 15's, plus those of

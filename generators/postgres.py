@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import paths, pgversions, postgres_managed, units
+from . import formats, paths, postgres_managed, units
 from .bundle import Finding, Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -709,51 +709,22 @@ def _override_text(value: Any) -> str:
 
 def conf_value(setting: Setting) -> str:
     """A value as postgresql.conf wants it: numbers and units bare, everything else quoted."""
-    text = setting.text
-    if _bare(text):
-        return text
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _bare(text: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?([a-zA-Z]{1,3})?", text)) or text in ("on", "off")
+    return formats.pg_conf_value(setting.text)
 
 
 def comment(setting: Setting) -> str:
     """A config line's comment: the rule and the inputs it read (kB inputs written as PostgreSQL sizes)."""
     if not setting.inputs:
-        return setting.rule
+        return formats.comment(setting.rule)
     shown = ", ".join(f"{key.removesuffix('_kb')}={units.format_size_pg(value)}" if key.endswith("_kb")
                       else f"{key}={value}" for key, value in setting.inputs.items())
-    return f"{setting.rule} [{shown}]"
+    return formats.comment(f"{setting.rule} [{shown}]")
 
 
 def sql_literal(setting: Setting) -> str:
-    return _quote(setting.text)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def list_elements(text: str) -> list[str]:
-    """A list parameter's elements: split at commas outside double quotes, blanks around them dropped."""
-    return [part.strip() for part in re.findall(r'(?:[^,"]|"[^"]*")+', text) if part.strip()]
-
-
-def sql_value(setting: Setting) -> str:
-    """A value as ALTER SYSTEM / ALTER ROLE ... SET takes it: a list parameter as one literal per element
-    (PostgreSQL quotes each element of a GUC_LIST_QUOTE list itself, so double quotes around one are dropped)."""
-    if setting.key not in pgversions.LIST_PARAMETERS:
-        return sql_literal(setting)
-    elements = list_elements(setting.text)
-    if setting.key in pgversions.LIST_QUOTE_PARAMETERS:
-        elements = [e[1:-1].replace('""', '"') if len(e) > 1 and e[0] == e[-1] == '"' else e for e in elements]
-    return ", ".join(_quote(e) for e in elements) if elements else "''"
-
-
-def sql_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """ALTER SYSTEM's (and ALTER ROLE ... SET's) value: E'' literals, safe whatever standard_conforming_strings
+    is; a list parameter (pgversions.LIST_PARAMETERS) as one literal per element (formats.pg_sql_value)."""
+    return formats.pg_sql_value(setting.key, setting.text)
 
 
 # ALTER SYSTEM refuses a setting of an extension that is not loaded yet until PostgreSQL 17 ("unrecognized
@@ -776,9 +747,8 @@ def offers_alter_system(profile: Profile) -> bool:
 
 
 def role_statements(profile: Profile, items: list[Setting]) -> list[tuple[str, Setting]]:
-    """`ALTER ROLE ... SET` for each application role and per-role setting."""
-    return [(f"ALTER ROLE {sql_identifier(role)} SET {s.key} = {sql_value(s)};", s)
-            for role in profile.postgres.app_roles for s in items if s.scope == "role"]
+    """(role, setting) for each application role and per-role setting: roles.sql's `ALTER ROLE ... SET`."""
+    return [(role, s) for role in profile.postgres.app_roles for s in items if s.scope == "role"]
 
 
 def render(profile: Profile) -> Part:
@@ -787,15 +757,17 @@ def render(profile: Profile) -> Part:
     server = server_settings(items)
     found = warnings(i)
     conf = render_template("postgresql.conf.j2", profile=profile, settings=server, warnings=found,
-                           inputs=i.describe(), conf_value=conf_value, comment=comment)
+                           inputs=i.describe(), conf_value=conf_value, comment=comment, pg_name=formats.pg_name,
+                           text_comment=formats.comment)
     files = {paths.POSTGRESQL_CONF: conf}
     if offers_alter_system(profile):
         now, later = alter_system_sections(profile, server)
-        files[paths.ALTER_SYSTEM_SQL] = render_template("alter_system.sql.j2", profile=profile, settings=now,
-                                                        after_restart=later, mark=AFTER_RESTART_MARK,
-                                                        sql_value=sql_value)
-    files[paths.ROLES_SQL] = render_template("roles.sql.j2", profile=profile,
-                                             statements=role_statements(profile, items))
+        files[paths.ALTER_SYSTEM_SQL] = render_template(
+            "alter_system.sql.j2", profile=profile, settings=now, after_restart=later, mark=AFTER_RESTART_MARK,
+            sql_literal=sql_literal, pg_name=formats.pg_name, comment=formats.comment)
+    files[paths.ROLES_SQL] = render_template("roles.sql.j2", profile=profile, statements=role_statements(profile, items),
+                                             sql_literal=sql_literal, pg_name=formats.pg_name,
+                                             pg_identifier=formats.pg_identifier, comment=formats.comment)
     managed_files, managed_warnings, left_out = postgres_managed.render(profile, items, MANAGED_KINDS)
     files.update(managed_files)
     found = found + managed_warnings

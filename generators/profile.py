@@ -7,7 +7,6 @@ this model and never raise on user input.
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,13 +15,41 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
 from . import pgversions, serverversions, units
+from .types import (
+    HF_MODEL_ID,
+    AbsolutePath,
+    CurrencyCode,
+    DNS1123Label,
+    DNS1123Subdomain,
+    Hostname,
+    HostPort,
+    HttpUrl,
+    ImageRef,
+    JsonPath,
+    LabelKey,
+    LabelValue,
+    ListenAddr,
+    ModelName,
+    Namespace,
+    OneLine,
+    PgIdentifier,
+    PgParameterName,
+    PromLabelValue,
+    PythonRef,
+    QueueName,
+    SecretKey,
+    SecretName,
+    ShortText,
+    SqlRole,
+    SqlTable,
+    Word,
+)
 
 
 def _unit(parser: Any, schema: dict[str, Any]) -> tuple[BeforeValidator, WithJsonSchema]:
@@ -80,7 +107,6 @@ WriteRate = Annotated[int, *_unit(_rate, {
     "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?(/s)?$"},
               {"type": "integer", "minimum": 0}],
     "description": "a rate in bytes per second: 50MB/s (1024-based); a bare integer is bytes per second"})]
-SqlRole = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
 
 class Strict(BaseModel):
@@ -105,21 +131,16 @@ class RedisHardware(Strict):
     cpus: PositiveInt = 1
 
 
-K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
-
-
 class GpuHardware(Strict):
-    model: str = Field("H100", pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+    model: Word = Field("H100", description="GPU model (H100, A100, L4): picks vLLM's memory tables")
     memory: Size
     count: PositiveInt = 1
     visible_memory: Size | None = Field(
         None, description="memory PyTorch sees on each GPU (torch.cuda.mem_get_info's total); default: the table "
         "in llm.TORCH_VISIBLE_GIB by model and memory")
-    node_label: str = Field("nvidia.com/gpu.product", pattern=LABEL_KEY,
+    node_label: LabelKey = Field("nvidia.com/gpu.product",
                             description="node label that names the GPU model (NVIDIA GPU feature discovery's)")
-    product: str | None = Field(None, pattern=LABEL_VALUE, description="that label's value on the nodes with this "
+    product: LabelValue | None = Field(None, description="that label's value on the nodes with this "
                                 "GPU; default: GPU feature discovery's name for model and memory (llm.GFD_PRODUCT)")
 
 
@@ -130,23 +151,6 @@ class Hardware(Strict):
 
 
 # ---------------------------------------------------------------- postgres
-# Text that stays on one line of a rendered file, and a single word of an ini file: a newline,
-# quote or comment character in a profile must not turn into a setting of its own.
-def _one_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f]", value):
-        raise ValueError(f"must stay on one line: no newline or control characters (got {value!r})")
-    return value
-
-
-def _token(value: str) -> str:
-    if not re.fullmatch(r"[^\s;#'\"=\[\]\x00-\x1f\x7f]+", value):
-        raise ValueError(f"must be one word: no spaces, quotes, '=', ';', '#' or brackets (got {value!r})")
-    return value
-
-
-OneLine = Annotated[str, AfterValidator(_one_line), WithJsonSchema({"type": "string", "pattern": r"^[^\x00-\x1f\x7f]*$"})]
-Token = Annotated[str, AfterValidator(_token),
-                  WithJsonSchema({"type": "string", "pattern": r"^[^\s;#'\"=\[\]\x00-\x1f\x7f]+$"})]
 SettingValue = OneLine | int | float | bool
 
 
@@ -170,7 +174,7 @@ class Postgres(Strict):
         "self-managed", description="who runs an external database (kubernetes.postgres external): self-managed "
         "(alter_system.sql), rds (a parameter group's parameters), cloudsql (database flags) or azure (server "
         "parameters)")
-    settings: dict[str, SettingValue] = Field(default_factory=dict,
+    settings: dict[PgParameterName, SettingValue] = Field(default_factory=dict,
                                               description="postgresql.conf overrides; they win over rules")
 
 
@@ -202,27 +206,27 @@ class PgBouncer(Strict):
     max_prepared_statements: NonNegativeInt = Field(200, le=100_000, description=(
         "prepared statements PgBouncer tracks per server connection in transaction mode (1.21+); 0: none, and the "
         "app is told to prepare none (DB_PREPARE_THRESHOLD empty)"))
-    users: list[Token] = Field(default_factory=lambda: ["app"], min_length=1, description=(
+    users: list[PgIdentifier] = Field(default_factory=lambda: ["app"], min_length=1, description=(
         "roles that connect through PgBouncer: PgBouncer keeps one pool per (database, user), each counted in "
         "the connection budget"))
-    settings: dict[str, SettingValue] = Field(default_factory=dict, description=(
+    settings: dict[Word, SettingValue] = Field(default_factory=dict, description=(
         "pgbouncer.ini [pgbouncer] overrides, checked against pgbouncer.version's settings; they win over rules"))
     replicas: PositiveInt = 2
     auth_type: Literal["scram-sha-256", "md5", "cert", "hba", "plain", "trust"] = "scram-sha-256"
-    listen_addr: Token = "0.0.0.0"
+    listen_addr: ListenAddr = Field("0.0.0.0", description="addresses PgBouncer listens on (* or IPv4/host names)")
     listen_port: int = Field(6432, ge=1, le=65535)
-    databases: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+    databases: list[PgIdentifier] = Field(
         default_factory=lambda: ["app"], min_length=1, description="databases pooled, one pool each")
-    server_host: Token | None = Field(None, description=(
+    server_host: Hostname | None = Field(None, description=(
         "host PgBouncer connects to; default: the CloudNativePG Service `postgres` (required for "
         "kubernetes.postgres: external)"))
     server_port: int = Field(5432, ge=1, le=65535)
     server_tls_sslmode: TlsMode | None = Field(None, description=(
         "TLS to PostgreSQL (server_tls_sslmode); verify-full needs secrets.postgres_ca; production with an external "
         "database requires verify-full"))
-    admin_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_admin"])
-    stats_users: list[Token] = Field(default_factory=lambda: ["pgbouncer_stats"])
-    auth_user: Token = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
+    admin_users: list[PgIdentifier] = Field(default_factory=lambda: ["pgbouncer_admin"])
+    stats_users: list[PgIdentifier] = Field(default_factory=lambda: ["pgbouncer_stats"])
+    auth_user: PgIdentifier = Field("pgbouncer_auth", description="role whose auth_query looks up passwords")
     client_tls: bool = Field(False, description="require TLS from clients (client_tls_sslmode)")
 
     @field_validator("auth_type")
@@ -264,10 +268,10 @@ class Redis(Strict):
     persistence: Literal["none", "rdb", "aof"] = "none"
     appendfsync: Literal["always", "everysec", "no"] | None = Field(None, description=(
         "AOF fsync policy; default: always for a queue (no acknowledged job is lost), everysec otherwise"))
-    acl_user: Token = Field("app", description=(
+    acl_user: Word = Field("app", description=(
         "Redis ACL user the app connects as, with dangerous commands (FLUSHALL, FLUSHDB, CONFIG, DEBUG, KEYS, ...) "
         "denied; its password is secrets.redis_app_password"))
-    settings: dict[str, SettingValue] = Field(default_factory=dict, description=(
+    settings: dict[Word, SettingValue] = Field(default_factory=dict, description=(
         "redis.conf overrides, checked against redis.version's settings; they win over rules"))
     timeout: Duration = "5m"
     tcp_keepalive: Duration = "1m"
@@ -276,27 +280,27 @@ class Redis(Strict):
 
 # ---------------------------------------------------------------- llm
 class Model(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=200)
+    name: ModelName = Field(description="Hugging Face model id org/name (vLLM), or an Ollama name[:tag]")
     dtype: Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"] = "bf16"
-    config: str | None = Field(None, pattern=r"^[^\x00-\x1f\x7f]+\.json$", description="the model's Hugging Face "
+    config: JsonPath | None = Field(None, description="the model's Hugging Face "
                                "config.json (relative to the profile that names it); default: the catalog entry "
                                "for name (generators/data/models.json)")
     gated: bool | None = Field(None, description="the model needs a Hugging Face token; default: the catalog's")
 
 
 class SecretRef(Strict):
-    secret: str = Field(description="Kubernetes Secret name")
-    key: str = Field("password", description="key inside the Secret")
+    secret: SecretName = Field(description="Kubernetes Secret name")
+    key: SecretKey = Field("password", description="key inside the Secret")
 
 
 class ModelCache(Strict):
     kind: Literal["pvc", "host_path", "empty_dir"] = "pvc"
-    claim: str = Field("llm-model-cache", pattern=K8S_NAME, max_length=63,
+    claim: DNS1123Label = Field("llm-model-cache",
                        description="PersistentVolumeClaim perfstack renders (kind pvc)")
-    storage_class: str | None = Field(None, pattern=K8S_NAME, description="its storage class (ReadWriteMany when "
+    storage_class: DNS1123Subdomain | None = Field(None, description="its storage class (ReadWriteMany when "
                                       "autoscaling.llm.max_replicas > 1)")
     size: Size | None = Field(None, description="its size; default: twice the weights, rounded up to GiB")
-    path: str = Field("/var/lib/perfstack/models", pattern=r"^/[^\x00-\x1f\x7f]*$",
+    path: AbsolutePath = Field("/var/lib/perfstack/models",
                       description="node directory (kind host_path)")
 
 
@@ -327,8 +331,17 @@ class Llm(Strict):
     max_loaded_models: PositiveInt = 1
     max_queue: PositiveInt = 512
     flash_attention: bool = True
-    image: str | None = Field(None, description="container image; default per server")
+    image: ImageRef | None = Field(None, description="container image; default per server")
     port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("model")
+    @classmethod
+    def _model_id_for_server(cls, value: Model, info: ValidationInfo) -> Model:
+        # vLLM downloads from the Hugging Face Hub: only org/name is a model id there.
+        if info.data.get("server", "vllm") == "vllm" and not HF_MODEL_ID.fullmatch(value.name):
+            raise ValueError(f"llm.model.name {value.name!r} is not a Hugging Face model id (org/name, letters, "
+                             "digits, '-', '_', '.'): vLLM downloads it from the Hub")
+        return value
 
 
 # ---------------------------------------------------------------- app
@@ -438,7 +451,8 @@ class RedisClient(Strict):
 
 
 class App(Strict):
-    deployment: str = "api"
+    deployment: DNS1123Label = Field("api", description="the app's Deployment (and its Prometheus job); it must not "
+                                     "be a name perfstack renders (llm, pgbouncer, redis, postgres, worker-*)")
     max_surge: NonNegativeInt | None = Field(None, le=1000, description=(
         "extra pods the app's rolling update starts (its Deployment's maxSurge); default: Kubernetes' 25% of "
         "autoscaling.api.max_replicas, rounded up; counted in the connection budget"))
@@ -490,7 +504,7 @@ class LlmScaling(Strict):
 
     scale_down_stabilization: Duration = "10m"
     scaler: Literal["hpa", "keda"] = Field("hpa", description="HPA through prometheus-adapter, or a KEDA ScaledObject")
-    prometheus_url: str = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
+    prometheus_url: HttpUrl = Field("http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
                                 description="Prometheus that the KEDA trigger queries (scaler: keda)")
 
     _bounds: Any = field_validator("max_replicas")(classmethod(_replicas_ordered))
@@ -541,7 +555,7 @@ class Alerts(Strict):
     db_error_ratio_max: Ratio = Field(0.01, description="above this share of the app's database round trips "
                                       "failing (app_db_query_errors_total) the database or the queries are broken; "
                                       "replaces a rollback ratio, which counts every connection the pool returns")
-    blackbox_exporter: str = Field("prometheus-blackbox-exporter.monitoring.svc:9115",
+    blackbox_exporter: HostPort = Field("prometheus-blackbox-exporter.monitoring.svc:9115",
                                    description="blackbox exporter that probes servers without /metrics (Ollama)")
 
     @field_validator("evaluation_interval")
@@ -556,8 +570,7 @@ class Alerts(Strict):
 
 # ---------------------------------------------------------------- workers (background jobs on a Redis queue)
 # A queue name is a Redis list name and part of a PromQL regex (queue_name=~"a|b"): letters, digits, _ and -.
-QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
-KubeName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+KubeName = Annotated[DNS1123Label, Field(max_length=40)]
 
 
 class QueueRedis(Redis):
@@ -579,8 +592,8 @@ class WorkerDbPool(Strict):
 
 class WorkerPool(Strict):
     framework: Literal["celery"] = Field("celery", description="Celery with the Redis broker (kombu's redis transport)")
-    image: OneLine = Field(description="container image with the tasks' code")
-    app: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:]*$")] = Field(
+    image: ImageRef = Field(description="container image with the tasks' code")
+    app: PythonRef = Field(
         "app.worker", description="the Celery app `celery -A` loads")
     queues: list[QueueName] = Field(default_factory=lambda: ["celery"], min_length=1,
                                     description="Redis lists the pool consumes (BRPOP), first is the default")
@@ -610,13 +623,13 @@ class WorkerPool(Strict):
 class Workers(Strict):
     redis: QueueRedis | None = Field(
         None, description="a separate Redis for the queue; not given: the profile's redis (which must be role: queue)")
-    exporter_job: str = Field("celery-exporter", description="job label of danihodovic/celery-exporter")
+    exporter_job: PromLabelValue = Field("celery-exporter", description="job label of danihodovic/celery-exporter")
     pools: dict[KubeName, WorkerPool] = Field(min_length=1, description="named worker pools")
 
 
 # ---------------------------------------------------------------- vector search
 # A PostgreSQL identifier that needs no quoting and a valid Chroma collection name (3+ characters).
-Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,61}[a-z0-9]$")]
+Identifier = SqlTable
 
 
 class VectorCache(Strict):
@@ -640,28 +653,30 @@ class Vector(Strict):
     sync_threshold: PositiveInt = Field(1000, description="Chroma: vectors between index syncs to disk")
     page_size: PositiveInt = Field(20, le=1000, description="results per page the API returns")
     cache: VectorCache = VectorCache()
-    roles: list[Token] = Field(default_factory=lambda: ["app"], description="pgvector: roles hnsw.ef_search is set for")
+    roles: list[PgIdentifier] = Field(default_factory=lambda: ["app"], description="pgvector: roles hnsw.ef_search is set for")
 
 
 # ---------------------------------------------------------------- kubernetes and observability wiring
 class Kubernetes(Strict):
-    prometheus_rule_labels: dict[str, str] = Field(
+    prometheus_rule_labels: dict[LabelKey, LabelValue] = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"},
         description="labels kube-prometheus-stack selects PrometheusRule objects by")
-    dashboard_labels: dict[str, str] = Field(
+    dashboard_labels: dict[LabelKey, LabelValue] = Field(
         default_factory=lambda: {"grafana_dashboard": "1"},
         description="labels the Grafana sidecar selects dashboard ConfigMaps by")
     dashboards: Literal["configmap", "grafana-operator"] = "configmap"
-    grafana_instance_labels: dict[str, str] = Field(default_factory=lambda: {"dashboards": "grafana"})
+    grafana_instance_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=lambda: {"dashboards": "grafana"}, description="labels the GrafanaDashboard's instanceSelector matches")
     postgres: Literal["cloudnativepg", "external"] = "external"
-    runbook_url: str = "https://runbooks.example.com/perfstack"
+    runbook_url: HttpUrl = Field("https://runbooks.example.com/perfstack",
+                                 description="base URL of the alerts' runbook_url annotations")
     manage_namespace: bool = Field(
         False, description="the Pulumi stack owns the Namespace: creates it, adopts it when it exists, never deletes "
                            "it; off: the namespace must exist and is left alone")
 
 
 class Monitoring(Strict):
-    release: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)] = Field(
+    release: Annotated[DNS1123Label, Field(max_length=53)] = Field(
         "kube-prometheus-stack", description="the kube-prometheus-stack Helm release whose Prometheus selects the "
         "ServiceMonitors and PodMonitors (their label `release`)")
 
@@ -676,16 +691,16 @@ NonNegativePrice = Annotated[float, Field(ge=0, le=1_000_000)]
 
 
 class ManagedSize(Strict):
-    name: Token = Field(description="the provider's instance class, e.g. db.m6g.xlarge")
+    name: Word = Field(description="the provider's instance class, e.g. db.m6g.xlarge")
     cpus: PositiveInt = Field(description="vCPUs of the instance class")
     memory: Size = Field(description="memory of the instance class, e.g. 16GiB")
     hour: NonNegativePrice = Field(description="price per hour, in pricing.currency")
 
 
 class Pricing(Strict):
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code every price is in")
-    source: OneLine = Field("", max_length=200, description="where the prices come from (shown with every cost)")
-    gpu_hour: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")], NonNegativePrice] = Field(
+    currency: CurrencyCode = Field("USD", description="ISO 4217 code every price is in")
+    source: ShortText = Field("", description="where the prices come from (shown with every cost)")
+    gpu_hour: dict[Word, NonNegativePrice] = Field(
         default_factory=dict, description="price per GPU-hour by hardware.gpu.model, e.g. {H100: 12.29}")
     cpu_hour: NonNegativePrice = Field(0, description="price per requested CPU core-hour")
     memory_gib_hour: NonNegativePrice = Field(0, description="price per requested GiB-hour of memory")
@@ -706,14 +721,14 @@ class Secrets(Strict):
         "(pgbouncer.server_tls_sslmode verify-ca/verify-full), e.g. {secret: postgres-ca, key: ca.crt}"))
     hf_token: SecretRef | None = Field(None, description="Secret holding the Hugging Face token vLLM downloads a "
                                        "gated model with (HF_TOKEN)")
-    pgbouncer_tls: str = Field("pgbouncer-tls", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    pgbouncer_tls: SecretName = Field("pgbouncer-tls",
                                description="kubernetes.io/tls Secret (tls.crt, tls.key) PgBouncer serves client TLS "
                                            "with when pgbouncer.client_tls is on (cert-manager can issue it)")
 
 
 class Profile(Strict):
-    environment: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    environment: DNS1123Label = Field(description="the environment (dev, prod): names the rendered folder")
+    namespace: Namespace = Field("default", description="Kubernetes namespace every object goes to")
     exposed: bool = Field(False, description="reachable from outside the cluster (requires client TLS in prod)")
     production: bool = Field(False, description="apply the production lint (also implied by environment prod, production, prod-*)")
     hardware: Hardware

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import paths, serverversions, units
+from . import formats, paths, serverversions, units
 from .bundle import Part, Setting
 from .profile import Profile
 from .templates import render_template
@@ -141,10 +141,18 @@ def settings(profile: Profile) -> list[Setting]:
 COMMAND_LINE = frozenset({"user"})
 
 
+def conf_line(setting: Setting) -> str:
+    """`key value` as redis.conf reads it (sdssplitargs); a text already in quotes is one argument."""
+    text = setting.text
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return formats.redis_line(setting.key, text)
+
+
 def render(profile: Profile) -> Part:
     items = settings(profile)
     conf = render_template("redis.conf.j2", profile=profile, settings=items, command_line=COMMAND_LINE,
-                           secret=profile.secrets.redis_password)
+                           line=conf_line, comment=formats.comment, secret=profile.secrets.redis_password)
     return Part(settings=items, files={paths.REDIS_CONF: conf},
                 derived={"image": serverversions.REDIS_RELEASES[profile.redis.version].image,
                          "acl_user": profile.redis.acl_user, "acl_rules": acl_rules(profile)})

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import review_export
+from . import formats, review_export
 from .bundle import dump_json
 from .errors import PerfstackError, UsageError
 
@@ -353,7 +353,7 @@ def _compare_alerts(base: dict[str, Any], head: dict[str, Any]) -> list[Change]:
         fields: list[tuple[str, str | None, str | None]] = []
         expr_a, expr_b = str(a.get("expr")), str(b.get("expr"))
         ns_a, ns_b = base.get("namespace"), head.get("namespace")
-        if ns_a != ns_b and expr_a.replace(f'namespace="{ns_a}"', f'namespace="{ns_b}"') == expr_b:
+        if ns_a != ns_b and expr_a.replace(formats.matcher("namespace", str(ns_a)), formats.matcher("namespace", str(ns_b))) == expr_b:
             fields.append(("expr namespace selector", str(ns_a), str(ns_b)))  # the rest of the expression is equal
         elif expr_a != expr_b:
             fields.append(("expr", expr_a, expr_b))

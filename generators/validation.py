@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models, serverversions, units
+from . import formats, models, serverversions, types, units
 from .errors import Problem, ProfileError
 from .loader import NOT_INHERITED, Source, dotted, load_source, resolve_profile_path
-from .pgversions import NEWEST, OLDEST, value_problem, version_problem
+from .pgversions import NEWEST, OLDEST, library_list_problem, value_problem, version_problem
 from .postgres import MANAGED_KINDS, parse_override
 from .profile import Postgres, Profile
 from .redis import maxmemory_bytes as redis_maxmemory_bytes
@@ -219,6 +219,15 @@ def _check_postgres_settings(source: Source) -> list[Problem]:
                 parse_override(lowered, value)
             except ValueError as exc:
                 problems.append(source.problem([key], str(exc)))
+        elif isinstance(value, str) and (why := library_list_problem(name, value)) is not None:
+            problems.append(source.problem([key], why))
+        elif isinstance(value, str) and types.unprintable(value) is None:
+            # what postgresql.conf and ALTER SYSTEM cannot carry (the type refuses control characters itself)
+            try:
+                formats.pg_conf_value(value)
+                formats.pg_sql_value(lowered, value)
+            except formats.FormatError as exc:
+                problems.append(source.problem([key], str(exc)))
         if isinstance(name, str):
             seen.setdefault(lowered, name)
     return problems
@@ -324,6 +333,51 @@ def _rounding_problems(profile: Profile, source: Source) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------- names perfstack renders
+# Objects perfstack renders besides the app's own (tests/test_types.py renders every example and
+# checks this list covers each object name). CloudNativePG's Cluster adds its -rw, -ro, -r Services.
+RENDERED_NAMES = ("llm", "llm-config", "pgbouncer", "redis", "postgres", "postgres-rw", "postgres-ro", "postgres-r",
+                  "postgres-settings", "perfstack-alerts", "worker-redis", "grafana-dashboard")
+
+
+def rendered_names(profile: Profile) -> set[str]:
+    """Every object name perfstack renders that is not the app's (its HPA and ConfigMap)."""
+    names = set(RENDERED_NAMES)
+    if profile.llm is not None:
+        names.add(profile.llm.model_cache.claim)
+    if profile.workers is not None:
+        names.update(f"worker-{pool}" for pool in profile.workers.pools)
+        if profile.workers.redis is not None:
+            names.add(profile.workers.redis.name)
+    return names
+
+
+def _name_collisions(profile: Profile, source: Source) -> list[Problem]:
+    """app.deployment names the app's HPA and ConfigMap and selects its pods as `<deployment>-*`: it must
+    not be, nor prefix, a name perfstack renders (an HPA `llm` would scale the LLM server, `pgbouncer` PgBouncer)."""
+    problems = []
+    deployment = profile.app.deployment
+    names = rendered_names(profile)
+    clash = sorted(n for n in names if n == deployment or n.startswith(deployment + "-")
+                   or deployment + "-performance" == n)
+    if clash:
+        problems.append(source.problem(["app.deployment"], (
+            f"{deployment!r} collides with {', '.join(repr(n) for n in clash)}, which perfstack renders (the app's "
+            f"HPA and ConfigMap are named after it and its pods are selected as {deployment}-*): name the app's "
+            "Deployment something else")))
+    workers = profile.workers
+    queue = workers.redis if workers is not None else None
+    if workers is not None and queue is not None:
+        others = set(RENDERED_NAMES) | {f"worker-{pool}" for pool in workers.pools}
+        if profile.llm is not None:
+            others.add(profile.llm.model_cache.claim)
+        if queue.name in others:
+            problems.append(source.problem(["workers.redis.name"], (
+                f"{queue.name!r} is a name perfstack already renders (its StatefulSet and Service would replace "
+                "that one): name the queue's Redis something else, e.g. redis-queue")))
+    return problems
+
+
 def profile_from_source(source: Source, default_environment: str) -> Profile:
     data = dict(source.data)
     if data.pop("abstract", False) is True:
@@ -343,7 +397,9 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        problems = _merge_alternatives([_problem_for(error, source) for error in exc.errors()]) + problems
+        located = {p.key for p in problems}  # a bad postgres.settings name: its own message, given once
+        problems = _merge_alternatives([p for p in (_problem_for(error, source) for error in exc.errors())
+                                        if p.key not in located]) + problems
         raise ProfileError(_in_reading_order(problems, source)) from None
     if problems:
         raise ProfileError(_in_reading_order(problems, source))
@@ -351,6 +407,8 @@ def profile_from_source(source: Source, default_environment: str) -> Profile:
         raise ProfileError(_in_reading_order(rounded, source))
     if identity := _identity_problems(source, default_environment):  # on a profile that is otherwise valid
         raise ProfileError(_in_reading_order(identity, source))
+    if collisions := _name_collisions(profile, source):
+        raise ProfileError(collisions)
     return _with_architecture(profile, source)
 
 

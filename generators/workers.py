@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import paths, redis, serverversions, units
+from . import formats, paths, redis, serverversions, units
 from .bundle import Part, Setting
 from .profile import Hardware, Profile, QueueRedis, RedisHardware, WorkerPool
 
@@ -153,7 +153,7 @@ def celeryconfig(profile: Profile, name: str, pool: WorkerPool) -> str:
         'broker_url = os.environ["CELERY_BROKER_URL"]',
     ]
     for setting, value in pool_settings(name, pool):
-        lines += ["", f"# {setting.rule}", f"{setting.key.split('.', 1)[1]} = {value!r}"]
+        lines += ["", f"# {formats.comment(setting.rule)}", f"{setting.key.split('.', 1)[1]} = {value!r}"]
     return "\n".join(lines) + "\n"
 
 

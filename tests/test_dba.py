@@ -20,6 +20,7 @@ import pytest
 
 from generators import checks, localservers, pgversions, postgres
 from generators.bundle import Finding
+from generators.errors import ProfileError
 from generators.objects import workloads
 from generators.postgres import Inputs
 from generators.profile import Profile
@@ -249,10 +250,10 @@ def test_timeouts_are_per_role_not_server_wide() -> None:
     statements = [line.split("  -- ")[0] for line in files["postgres/roles.sql"].splitlines()
                   if line.startswith("ALTER ROLE")]
     assert statements == [
-        "ALTER ROLE \"app\" SET statement_timeout = '20s';", "ALTER ROLE \"app\" SET lock_timeout = '2s';",
-        "ALTER ROLE \"app\" SET idle_in_transaction_session_timeout = '1min';",
-        "ALTER ROLE \"worker\" SET statement_timeout = '20s';", "ALTER ROLE \"worker\" SET lock_timeout = '2s';",
-        "ALTER ROLE \"worker\" SET idle_in_transaction_session_timeout = '1min';"]
+        "ALTER ROLE \"app\" SET statement_timeout = E'20s';", "ALTER ROLE \"app\" SET lock_timeout = E'2s';",
+        "ALTER ROLE \"app\" SET idle_in_transaction_session_timeout = E'1min';",
+        "ALTER ROLE \"worker\" SET statement_timeout = E'20s';", "ALTER ROLE \"worker\" SET lock_timeout = E'2s';",
+        "ALTER ROLE \"worker\" SET idle_in_transaction_session_timeout = E'1min';"]
     assert "\nlog_min_duration_statement = 200ms" in conf  # a logging setting stays server-wide
     # an explicit override is server-wide by choice
     overridden = profile({"settings": {"statement_timeout": "45s"}})
@@ -277,15 +278,23 @@ def test_list_parameters_become_one_literal_per_element() -> None:
     p = profile({"settings": {"shared_preload_libraries": "pg_stat_statements, auto_explain",
                               "search_path": '"$user", public', "log_destination": "stderr,csvlog"}})
     sql = postgres.render(p).files["postgres/alter_system.sql"]
-    assert "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', 'auto_explain';" in sql
-    assert "ALTER SYSTEM SET search_path = '$user', 'public';" in sql  # PostgreSQL quotes "$user" itself
-    assert "ALTER SYSTEM SET log_destination = 'stderr', 'csvlog';" in sql
+    assert "ALTER SYSTEM SET shared_preload_libraries = E'pg_stat_statements', E'auto_explain';" in sql
+    assert "ALTER SYSTEM SET search_path = E'$user', E'public';" in sql  # PostgreSQL quotes "$user" itself
+    assert "ALTER SYSTEM SET log_destination = E'stderr', E'csvlog';" in sql
     conf = postgres.render(p).files["postgres/postgresql.conf"]
     assert "\nshared_preload_libraries = 'pg_stat_statements, auto_explain'  #" in conf  # one string in the file
 
 
 def test_a_library_list_with_spaces_is_refused() -> None:
-    p = profile({"settings": {"shared_preload_libraries": "pg_stat_statements auto_explain"}})
+    # at load, at its key (validation.py), before ALTER SYSTEM's literals are written
+    with pytest.raises(ProfileError) as refused:
+        variant("prod", {"postgres": {"settings": {"shared_preload_libraries": "pg_stat_statements auto_explain"}}})
+    [problem] = refused.value.problems
+    assert problem.key == "postgres.settings.shared_preload_libraries"
+    assert "'pg_stat_statements auto_explain' holds a space" in problem.message
+    # and by the check on a rendered part (a managed database: postgresql.conf values, no ALTER SYSTEM)
+    p = profile({"managed": "rds", "settings": {"shared_preload_libraries": "pg_stat_statements auto_explain"}},
+                kubernetes={"postgres": "external"})
     [message] = errors(checks.run(p, parts_of(p)), "postgres_list_values")
     assert "'pg_stat_statements auto_explain' holds a space" in message
 

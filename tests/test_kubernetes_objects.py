@@ -71,7 +71,8 @@ def validate(obj: dict[str, Any]) -> None:
 VARIANTS = {
     "prod-keda": ("prod", {"autoscaling": {"llm": {"scaler": "keda"}}}),
     "prod-cloudnativepg": ("prod", {"kubernetes": {"postgres": "cloudnativepg"}}),
-    "dev-vllm": ("dev", {"llm": {"server": "vllm", "model": {"dtype": "bf16"}}}),
+    # vLLM downloads by Hugging Face id (an Ollama tag such as llama3.1:8b is refused for it)
+    "dev-vllm": ("dev", {"llm": {"server": "vllm", "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "dtype": "bf16"}}}),
     "prod-2gpu": ("prod", {"hardware": {"gpu": {"count": 2}}}),
 }
 

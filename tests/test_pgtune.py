@@ -493,6 +493,6 @@ def test_alter_system_carries_the_same_settings() -> None:
     sql = postgres.render(p).files["postgres/alter_system.sql"]
     statements = [line for line in sql.splitlines() if line.startswith("ALTER SYSTEM SET")]
     assert len(statements) == len(postgres.server_settings(postgres.settings(p)))
-    assert "ALTER SYSTEM SET shared_buffers = '4GB';" in sql
-    assert "ALTER SYSTEM SET application_name = 'it''s';" in sql  # quotes doubled
+    assert "ALTER SYSTEM SET shared_buffers = E'4GB';" in sql
+    assert "ALTER SYSTEM SET application_name = E'it''s';" in sql  # quotes doubled
     assert sql.rstrip().endswith("SELECT pg_reload_conf();")

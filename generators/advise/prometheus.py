@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import formats
 from ..drift.prometheus import Client, redact
 from ..profile import Profile
 from ..units import format_duration
@@ -41,12 +42,13 @@ def _scalar(client: Client, query: str) -> float | None:
 
 
 def queries(profile: Profile, window: str) -> dict[str, str]:
-    sel = f'namespace="{profile.namespace}", job="{profile.app.deployment}"'
-    hpa = f'namespace="{profile.namespace}", horizontalpodautoscaler="{profile.app.deployment}"'
+    ns = formats.matcher("namespace", profile.namespace)
+    sel = f'{ns}, {formats.matcher("job", profile.app.deployment)}'
+    hpa = f'{ns}, {formats.matcher("horizontalpodautoscaler", profile.app.deployment)}'
 
     def ratio(cache: str) -> str:
-        return (f'sum(increase(app_cache_requests_total{{{sel}, cache="{cache}", result="hit"}}[{window}])) / '
-                f'sum(increase(app_cache_requests_total{{{sel}, cache="{cache}"}}[{window}]))')
+        return (f'sum(increase(app_cache_requests_total{{{sel}, {formats.matcher("cache", cache)}, result="hit"}}[{window}])) / '
+                f'sum(increase(app_cache_requests_total{{{sel}, {formats.matcher("cache", cache)}}}[{window}]))')
 
     def p95(metric: str) -> str:
         return f"histogram_quantile(0.95, sum by (le) (rate({metric}_bucket{{{sel}}}[{window}])))"
@@ -58,8 +60,8 @@ def queries(profile: Profile, window: str) -> dict[str, str]:
         "api_p95_s": p95("http_request_duration_seconds"),
         "db_query_p95_s": p95("app_db_query_duration_seconds"),
         "llm_p95_s": p95("app_llm_request_duration_seconds"),
-        "vllm_waiting_avg": f'avg_over_time(sum(vllm:num_requests_waiting{{namespace="{profile.namespace}"}})[{window}:])',
-        "vllm_kv_cache_max": f'max_over_time(max(vllm:kv_cache_usage_perc{{namespace="{profile.namespace}"}})[{window}:])',
+        "vllm_waiting_avg": f'avg_over_time(sum(vllm:num_requests_waiting{{{ns}}})[{window}:])',
+        "vllm_kv_cache_max": f'max_over_time(max(vllm:kv_cache_usage_perc{{{ns}}})[{window}:])',
         "hpa_at_max_share": (f"avg_over_time((max(kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}) >= bool "
                              f"max(kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}))[{window}:])"),
     }

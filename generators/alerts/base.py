@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import units
+from .. import formats, units
 
 # rate() windows: 5 minutes holds several scrapes at any usual scrape interval (15 s to 1 m), so one
 # missed scrape does not blank a rate, and a burst shorter than the window is averaged out.
@@ -78,12 +78,12 @@ def num(value: float) -> str:
 
 
 def selector(metric: str, matchers: dict[str, str], *extra: str) -> str:
-    parts = [f'{key}="{value}"' for key, value in matchers.items()] + list(extra)
+    parts = [formats.matcher(key, value) for key, value in matchers.items()] + list(extra)
     return metric + "{" + ", ".join(parts) + "}"
 
 
 def eq(label: str, value: str) -> str:
-    return f'{label}="{value}"'
+    return formats.matcher(label, value)
 
 
 def series_of(metric: str, labels: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import units
+from .. import formats, units
 from ..bundle import Parts
 from ..profile import Profile
 from .base import (
@@ -107,14 +107,14 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
 
         bad_ratio = min(threshold * (1 + PROOF_MARGIN), (1 + threshold) / 2)
         quiet: list[tuple[str, dict[str, str], tuple[int, ...]]] = []
-        # A burst at 0.7x the threshold over the long window needs at least one whole step of failures: with a
-        # tight SLO (0.1 %: 14.4x is 1.44 %) one step of a 1h window is already over it, so no such burst exists.
-        burst = int(0.7 * threshold * window.long_ms / step)
-        if window.long_ms // step <= BURST_PROOF_MAX_STEPS and burst >= 1:
+        if window.long_ms // step <= BURST_PROOF_MAX_STEPS:
             base = window.long_ms // step
+            share = 0.7 * threshold * window.long_ms / step  # steps of failures only that fill 0.7x the long window
+            burst = max(1, int(share))
+            burst_ratio = min(1.0, share / burst)  # under one step's worth: a step of partial failures
             after = (window.for_ms + 2 * step) // step
             end = (base + burst) * step
-            segments = [counted(0, base), counted(1, burst), counted(0, after)]
+            segments = [counted(0, base), counted(burst_ratio, burst), counted(0, after)]
             quiet.append((f"a burst of failures for {fmt(burst * step)}, under {fmt(window.long_ms)}",
                           {bad_series: piecewise(segments), total_series: other(segments)},
                           (end, end + window.for_ms)))
@@ -138,7 +138,7 @@ def burn_alerts(profile: Profile, parts: Parts) -> list[Alert]:
     le = le_text(latency_s)
     by = "sum by (namespace, job)"
 
-    failed, fast = 'status="5xx"', f'le="{le}"'
+    failed, fast = formats.matcher("status", "5xx"), formats.matcher("le", le)
 
     def errors(w: str) -> str:
         return (f"{by} (rate({selector('http_requests_total', sel, failed)}[{w}])) / "

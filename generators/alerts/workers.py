@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import units
+from .. import formats, units
 from ..bundle import Parts
 from ..profile import Profile, WorkerPool
 from .base import (
@@ -49,7 +49,7 @@ def backlog_limit(pool: WorkerPool) -> int:
 
 
 def _matchers(profile: Profile, pool: WorkerPool) -> tuple[dict[str, str], str]:
-    return {"namespace": profile.namespace}, f'queue_name=~"{"|".join(pool.queues)}"'
+    return {"namespace": profile.namespace}, formats.matcher("queue_name", formats.regex_alternatives(pool.queues), "=~")
 
 
 def wait_proof(length: tuple[str, dict[str, str]], received: tuple[str, dict[str, str]], depth: float,

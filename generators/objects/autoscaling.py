@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import units
+from .. import formats, units
 from ..autoscaling import (
     ADAPTER_NAMES,
     KEDA_POLLING_INTERVAL_S,
@@ -50,8 +50,7 @@ def llm_hpa(profile: Profile) -> dict[str, Any]:
 
 def _matchers(profile: Profile) -> str:
     assert profile.llm is not None
-    model = profile.llm.model.name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'namespace="{profile.namespace}",model_name="{model}"'
+    return f'{formats.matcher("namespace", profile.namespace)},{formats.matcher("model_name", profile.llm.model.name)}'
 
 
 def keda_query(profile: Profile) -> str:
@@ -64,7 +63,7 @@ def keda_query(profile: Profile) -> str:
 
 def wake_query(profile: Profile) -> str:
     """The app's LLM calls per second: it exists while the LLM fleet is at zero, so it can wake it."""
-    return f'sum(rate({APP_LLM_CALLS}{{namespace="{profile.namespace}"}}[2m]))'
+    return f'sum(rate({APP_LLM_CALLS}{{{formats.matcher("namespace", profile.namespace)}}}[2m]))'
 
 
 def wake_threshold(profile: Profile) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import metrics, scrape
+from .. import formats, metrics, scrape
 from ..k8s import LLM_SERVER, USERNAME_KEY, config_map, dump_yaml, labels, metadata
 from ..profile import Profile
 
@@ -146,15 +146,22 @@ def service_monitor(profile: Profile, name: str, service_component: str, port: s
 
 
 # ---------------------------------------------------------------- PostgreSQL
+def _data_source_uri(profile: Profile) -> str:
+    """host:port/database?sslmode=require (postgres_exporter's DATA_SOURCE_URI): host and database bare
+    (formats.connstring_value refuses anything a URI would read differently)."""
+    pb = profile.pgbouncer
+    host = formats.connstring_value(pb.server_host) if pb.server_host else ""  # none: checks refuse the profile
+    return f"{host}:{pb.server_port}/{formats.connstring_value(pb.databases[0])}?sslmode=require"
+
+
 def postgres_exporter_container(profile: Profile) -> dict[str, Any]:
-    pb, secret = profile.pgbouncer, profile.secrets.postgres_password
-    database = pb.databases[0]
+    secret = profile.secrets.postgres_password
     return {
         "name": scrape.POSTGRES_EXPORTER, "image": _image(metrics.POSTGRES),
         "args": [f"--web.listen-address=:{scrape.POSTGRES_EXPORTER_PORT}"],
         # The role of the same Secret PgBouncer's userlist and CloudNativePG's bootstrap read; it needs
         # pg_monitor to see other sessions in pg_stat_activity.
-        "env": [{"name": "DATA_SOURCE_URI", "value": f"{pb.server_host}:{pb.server_port}/{database}?sslmode=require"},
+        "env": [{"name": "DATA_SOURCE_URI", "value": _data_source_uri(profile)},
                 _secret_env("DATA_SOURCE_USER", secret.secret, USERNAME_KEY),
                 _secret_env("DATA_SOURCE_PASS", secret.secret, secret.key)],
         "ports": _metrics_port(scrape.POSTGRES_EXPORTER_PORT), "resources": EXPORTER_RESOURCES,

@@ -3,13 +3,13 @@
 -- runs auth_query in the database the client asks for (app). Set pgbouncer_auth's
 -- password separately (it is the one in PgBouncer's userlist Secret).
 -- Only live roles are returned: rolcanlogin, and VALID UNTIL not passed (CVE-2025-2291).
-DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgbouncer_auth') THEN CREATE ROLE pgbouncer_auth LOGIN; END IF; END $$;
+DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = E'pgbouncer_auth') THEN CREATE ROLE "pgbouncer_auth" LOGIN; END IF; END $$;
 
 CREATE SCHEMA IF NOT EXISTS pgbouncer;
 
 REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA pgbouncer TO pgbouncer_auth;
+GRANT USAGE ON SCHEMA pgbouncer TO "pgbouncer_auth";
 
 CREATE OR REPLACE FUNCTION pgbouncer.user_lookup(p_username text, OUT uname text, OUT phash text)
 RETURNS SETOF record
@@ -25,4 +25,4 @@ $$;
 
 REVOKE ALL ON FUNCTION pgbouncer.user_lookup(text) FROM PUBLIC;
 
-GRANT EXECUTE ON FUNCTION pgbouncer.user_lookup(text) TO pgbouncer_auth;
+GRANT EXECUTE ON FUNCTION pgbouncer.user_lookup(text) TO "pgbouncer_auth";

@@ -2,43 +2,43 @@
 -- (for a self-managed external database). Run as a superuser, then reload; settings marked
 -- "postmaster" in pg_settings.context need a restart. List parameters take one literal per element.
 -- Per-role timeouts are in roles.sql. Do not edit: change the profile.
-ALTER SYSTEM SET max_connections = '200';  -- pgtune: given by postgres.max_connections
-ALTER SYSTEM SET shared_buffers = '16GB';  -- pgtune: RAM / 4
-ALTER SYSTEM SET effective_cache_size = '48GB';  -- pgtune: RAM * 3 / 4
-ALTER SYSTEM SET maintenance_work_mem = '4GB';  -- pgtune: RAM / 16
-ALTER SYSTEM SET checkpoint_completion_target = '0.9';  -- pgtune: 0.9: spread checkpoint writes (PostgreSQL 14's default)
-ALTER SYSTEM SET wal_buffers = '16MB';  -- pgtune: 3% of shared_buffers, capped at 16MB
-ALTER SYSTEM SET default_statistics_target = '100';  -- pgtune: 500 for dw, else 100
-ALTER SYSTEM SET random_page_cost = '1.1';  -- pgtune: flash or SAN storage: random reads are cheap
-ALTER SYSTEM SET effective_io_concurrency = '1000';  -- pgtune: nvme storage on Linux
-ALTER SYSTEM SET work_mem = '77672kB';  -- pgtune: (RAM - shared_buffers) / ((max_connections + max_worker_processes) * 3)
-ALTER SYSTEM SET huge_pages = 'try';  -- DBA: shared_buffers >= 2GB; set vm.nr_hugepages = 8418 on the host, or PostgreSQL falls back to 4kB pages without a word (page tables of every backend then map shared_buffers)
-ALTER SYSTEM SET min_wal_size = '1GB';  -- pgtune: pgtune's value for web
-ALTER SYSTEM SET max_wal_size = '4GB';  -- pgtune: pgtune's value for web
-ALTER SYSTEM SET jit = 'off';  -- pgtune: JIT slows short queries (web, oltp, mixed on PostgreSQL >= 12)
-ALTER SYSTEM SET wal_compression = 'lz4';  -- pgtune: lz4 on PostgreSQL >= 15
-ALTER SYSTEM SET autovacuum_max_workers = '4';  -- pgtune: cpus >= 16
-ALTER SYSTEM SET autovacuum_work_mem = '2GB';  -- pgtune: maintenance_work_mem >= 2GB: cap each autovacuum worker at 2GB
-ALTER SYSTEM SET max_worker_processes = '16';  -- pgtune: one per CPU
-ALTER SYSTEM SET max_parallel_workers_per_gather = '4';  -- pgtune: ceil(cpus / 2), capped at 4 (not dw)
-ALTER SYSTEM SET max_parallel_workers = '16';  -- pgtune: one per CPU
-ALTER SYSTEM SET max_parallel_maintenance_workers = '4';  -- pgtune: min(4, ceil(cpus / 2))
-ALTER SYSTEM SET autovacuum_vacuum_scale_factor = '0.1';  -- DBA: vacuum web tables at this share of dead rows, not 20%: less bloat on hot tables
-ALTER SYSTEM SET autovacuum_analyze_scale_factor = '0.05';  -- DBA: analyze web tables at this share of changed rows, not 10%: fresher plans
-ALTER SYSTEM SET autovacuum_naptime = '30s';  -- DBA: check web tables more often than every 1min
-ALTER SYSTEM SET autovacuum_vacuum_cost_limit = '4000';  -- DBA: nvme storage
-ALTER SYSTEM SET log_autovacuum_min_duration = '1s';  -- DBA: log autovacuum runs over 1s: which tables bloat, and how fast
-ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';  -- DBA: load pg_stat_statements at start: per-query time, calls and I/O
-ALTER SYSTEM SET track_io_timing = 'on';  -- DBA: time each block read and write (cheap on a TSC clock: pg_test_timing)
-ALTER SYSTEM SET log_lock_waits = 'on';  -- DBA: log a lock wait longer than deadlock_timeout (1s), with the blocking process
-ALTER SYSTEM SET log_temp_files = '0';  -- DBA: log every temporary file: a short query that spills needs more work_mem or an index
-ALTER SYSTEM SET log_line_prefix = '%m [%p] %q%u@%d app=%a client=%h ';  -- DBA: time, pid, user@database, application and client on every line
-ALTER SYSTEM SET checkpoint_timeout = '15min';  -- DBA: nvme: fewer full-page writes than 5min, recovery bounded by one interval
-ALTER SYSTEM SET superuser_reserved_connections = '3';  -- given by postgres.superuser_reserved_connections
-ALTER SYSTEM SET log_min_duration_statement = '200ms';  -- given by postgres.log_min_duration_statement
+ALTER SYSTEM SET max_connections = E'200';  -- pgtune: given by postgres.max_connections
+ALTER SYSTEM SET shared_buffers = E'16GB';  -- pgtune: RAM / 4
+ALTER SYSTEM SET effective_cache_size = E'48GB';  -- pgtune: RAM * 3 / 4
+ALTER SYSTEM SET maintenance_work_mem = E'4GB';  -- pgtune: RAM / 16
+ALTER SYSTEM SET checkpoint_completion_target = E'0.9';  -- pgtune: 0.9: spread checkpoint writes (PostgreSQL 14's default)
+ALTER SYSTEM SET wal_buffers = E'16MB';  -- pgtune: 3% of shared_buffers, capped at 16MB
+ALTER SYSTEM SET default_statistics_target = E'100';  -- pgtune: 500 for dw, else 100
+ALTER SYSTEM SET random_page_cost = E'1.1';  -- pgtune: flash or SAN storage: random reads are cheap
+ALTER SYSTEM SET effective_io_concurrency = E'1000';  -- pgtune: nvme storage on Linux
+ALTER SYSTEM SET work_mem = E'77672kB';  -- pgtune: (RAM - shared_buffers) / ((max_connections + max_worker_processes) * 3)
+ALTER SYSTEM SET huge_pages = E'try';  -- DBA: shared_buffers >= 2GB; set vm.nr_hugepages = 8418 on the host, or PostgreSQL falls back to 4kB pages without a word (page tables of every backend then map shared_buffers)
+ALTER SYSTEM SET min_wal_size = E'1GB';  -- pgtune: pgtune's value for web
+ALTER SYSTEM SET max_wal_size = E'4GB';  -- pgtune: pgtune's value for web
+ALTER SYSTEM SET jit = E'off';  -- pgtune: JIT slows short queries (web, oltp, mixed on PostgreSQL >= 12)
+ALTER SYSTEM SET wal_compression = E'lz4';  -- pgtune: lz4 on PostgreSQL >= 15
+ALTER SYSTEM SET autovacuum_max_workers = E'4';  -- pgtune: cpus >= 16
+ALTER SYSTEM SET autovacuum_work_mem = E'2GB';  -- pgtune: maintenance_work_mem >= 2GB: cap each autovacuum worker at 2GB
+ALTER SYSTEM SET max_worker_processes = E'16';  -- pgtune: one per CPU
+ALTER SYSTEM SET max_parallel_workers_per_gather = E'4';  -- pgtune: ceil(cpus / 2), capped at 4 (not dw)
+ALTER SYSTEM SET max_parallel_workers = E'16';  -- pgtune: one per CPU
+ALTER SYSTEM SET max_parallel_maintenance_workers = E'4';  -- pgtune: min(4, ceil(cpus / 2))
+ALTER SYSTEM SET autovacuum_vacuum_scale_factor = E'0.1';  -- DBA: vacuum web tables at this share of dead rows, not 20%: less bloat on hot tables
+ALTER SYSTEM SET autovacuum_analyze_scale_factor = E'0.05';  -- DBA: analyze web tables at this share of changed rows, not 10%: fresher plans
+ALTER SYSTEM SET autovacuum_naptime = E'30s';  -- DBA: check web tables more often than every 1min
+ALTER SYSTEM SET autovacuum_vacuum_cost_limit = E'4000';  -- DBA: nvme storage
+ALTER SYSTEM SET log_autovacuum_min_duration = E'1s';  -- DBA: log autovacuum runs over 1s: which tables bloat, and how fast
+ALTER SYSTEM SET shared_preload_libraries = E'pg_stat_statements';  -- DBA: load pg_stat_statements at start: per-query time, calls and I/O
+ALTER SYSTEM SET track_io_timing = E'on';  -- DBA: time each block read and write (cheap on a TSC clock: pg_test_timing)
+ALTER SYSTEM SET log_lock_waits = E'on';  -- DBA: log a lock wait longer than deadlock_timeout (1s), with the blocking process
+ALTER SYSTEM SET log_temp_files = E'0';  -- DBA: log every temporary file: a short query that spills needs more work_mem or an index
+ALTER SYSTEM SET log_line_prefix = E'%m [%p] %q%u@%d app=%a client=%h ';  -- DBA: time, pid, user@database, application and client on every line
+ALTER SYSTEM SET checkpoint_timeout = E'15min';  -- DBA: nvme: fewer full-page writes than 5min, recovery bounded by one interval
+ALTER SYSTEM SET superuser_reserved_connections = E'3';  -- given by postgres.superuser_reserved_connections
+ALTER SYSTEM SET log_min_duration_statement = E'200ms';  -- given by postgres.log_min_duration_statement
 SELECT pg_reload_conf();
 
 -- After the restart that loads shared_preload_libraries (PostgreSQL 16 refuses an
 -- extension's settings until the extension is loaded):
-ALTER SYSTEM SET pg_stat_statements.max = '10000';  -- DBA: keep 10000 distinct statements, not 5000
+ALTER SYSTEM SET pg_stat_statements.max = E'10000';  -- DBA: keep 10000 distinct statements, not 5000
 SELECT pg_reload_conf();
