@@ -11,9 +11,19 @@ prometheus/alerts.yaml is mutated one change at a time, the way a hand edit goes
     aggregation  sum <-> max (min), or one label dropped from a `by (...)` clause
     window       a range [5m] or an offset made 5x shorter or 3x longer
 
-and `promtool test rules` runs the generated tests of the mutated rule's group against the mutant. A mutant is
-caught when a test fails. Mutants that change nothing (the same text) are not counted; no other mutant is
-declared equivalent. Prints the share caught per environment and per kind; `--min 0.9` exits 1 below it.
+and `promtool test rules` runs the generated tests of the alerts the mutated rule is or feeds against the
+mutant. A mutant is caught when a test fails. Mutants that change nothing (the same text) are not counted.
+One class is declared equivalent (listed apart, out of the share), each member checked by `matched_away`:
+
+    a selector's matcher on label L dropped, where every aggregation of the expression keeps L
+    (`sum by (..., L, ...)`), every series it reads is aggregated, the operands are joined only by
+    one-to-one arithmetic, comparison or `and` (no `or`, `unless`, `on`, `ignoring`, `absent`), and
+    another selector of the same expression still carries the identical matcher. One-to-one matching
+    keeps only the label sets present on both sides, so the extra groups the mutant lets in (L outside
+    the matcher) have no partner and are dropped: the result is the same for every input. Example:
+    `sum by (ns) (rate(a{ns="x"}[5m])) / sum by (ns) (rate(b{ns="x"}[5m]))` with the first `ns="x"` gone.
+
+Prints the share caught per environment and per kind; `--min 0.9` exits 1 below it.
 
     python3 scripts/mutation_check.py [ENV ...] [--min 0.9] [--jobs 2] [--show-survivors] [--format json]
 """
@@ -54,6 +64,7 @@ class Mutant:
     change: str
     expr: str
     for_: str | None
+    equivalent: bool = False
 
 
 def duration(ms: int) -> str:
@@ -65,6 +76,26 @@ def duration(ms: int) -> str:
 
 def number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.12g}"
+
+
+AGGREGATED = re.compile(r"\b(?:sum|max|min) by \(([^)]*)\) \((?:(?:rate|increase)\()?[A-Za-z_:][\w:]*\{[^{}]*\}"
+                        r"(?:\[\w+\])?\)?\)")
+METRIC_SELECTOR = re.compile(r"[A-Za-z_:][\w:]*\{[^{}]*\}")
+NOT_ONE_TO_ONE = re.compile(r"\b(or|unless|on|ignoring|group_left|group_right|absent|absent_over_time|without)\b")
+
+
+def matched_away(expr: str, dropped: str) -> bool:
+    """The dropped matcher's extra groups find no partner in a one-to-one match (module docstring)."""
+    label = re.match(r"\s*(\w+)", dropped).group(1)  # type: ignore[union-attr]
+    clauses = AGGREGATED.findall(expr)
+    if not clauses or len(clauses) != len(METRIC_SELECTOR.findall(expr)):
+        return False
+    if NOT_ONE_TO_ONE.search(re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
+        return False
+    if not all(label in [x.strip() for x in by.split(",")] for by in clauses):
+        return False
+    keeping = [body for body in SELECTOR.findall(expr) if dropped.strip() in [x.group(0).strip() for x in MATCHER.finditer(body)]]
+    return len(keeping) >= 2  # the mutated selector and at least one more that keeps it
 
 
 def expr_mutants(expr: str) -> list[tuple[str, str, str]]:
@@ -108,7 +139,8 @@ def mutants(rules: dict[str, Any]) -> list[Mutant]:
             name = rule.get("alert") or rule["record"]
             expr, for_ = str(rule["expr"]), rule.get("for")
             for kind, change, mutated in expr_mutants(expr):
-                found.append(Mutant(group["name"], name, kind, change, mutated, for_))
+                same = kind == "selector" and matched_away(expr, change.removeprefix("drop "))
+                found.append(Mutant(group["name"], name, kind, change, mutated, for_, same))
             if "alert" in rule and for_:
                 ms = sum(int(n) * UNIT_MS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d)", for_))
                 found.append(Mutant(group["name"], name, "for", f"for {for_} -> {duration(2 * ms)}", expr,
@@ -175,7 +207,8 @@ def check(env: str, jobs: int, only: str = "") -> dict[str, Any]:
                                   capture_output=True, text=True)
         if baseline.returncode != 0:
             raise SystemExit(f"{env}: the unmutated proofs fail:\n{baseline.stdout[-2000:]}")
-        found = [m for m in mutants(rules) if only in m.group or only == m.rule]
+        every = [m for m in mutants(rules) if only in m.group or only == m.rule]
+        found = [m for m in every if not m.equivalent]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             caught = list(pool.map(lambda m: run_mutant(m, rules, tests, Path(tmp)), found))
     by_kind: dict[str, list[int]] = {}
@@ -184,10 +217,11 @@ def check(env: str, jobs: int, only: str = "") -> dict[str, Any]:
         entry[0] += hit
         entry[1] += 1
     survivors = [f"{m.group} {m.rule}: {m.kind} {m.change}" for m, hit in zip(found, caught, strict=True) if not hit]
+    equivalent = [f"{m.group} {m.rule}: {m.kind} {m.change}" for m in every if m.equivalent]
     return {"environment": env, "mutants": len(found), "caught": sum(caught),
             "share": sum(caught) / len(found) if found else 1.0,
             "by_kind": {k: {"caught": v[0], "mutants": v[1]} for k, v in sorted(by_kind.items())},
-            "survivors": survivors}
+            "equivalent": len(equivalent), "survivors": survivors, "equivalent_mutants": equivalent}
 
 
 def main() -> int:
@@ -205,10 +239,13 @@ def main() -> int:
     else:
         for r in results:
             kinds = ", ".join(f"{k} {v['caught']}/{v['mutants']}" for k, v in r["by_kind"].items())
-            print(f"{r['environment']}: {r['caught']} of {r['mutants']} mutants caught ({r['share']:.1%}); {kinds}")
+            print(f"{r['environment']}: {r['caught']} of {r['mutants']} mutants caught ({r['share']:.1%}); {kinds}; "
+                  f"{r['equivalent']} equivalent (matched away, not counted)")
             if args.show_survivors:
                 for line in r["survivors"]:
                     print(f"  survived: {line}")
+                for line in r["equivalent_mutants"]:
+                    print(f"  equivalent: {line}")
     counts = Counter(r["share"] >= args.min for r in results)
     return 0 if not counts[False] else 1
 

@@ -12,6 +12,8 @@ alert), the cases a changed rule would misjudge (scripts/mutation_check.py measu
   `sum` of them crosses the threshold);
 - at the threshold: a gauge compared strictly (`>`, `<`) held exactly at the threshold does not fire (`>=`
   would);
+- a switch, for an expression with one range window W: healthy for 3W, then on the firing side; it fires
+  once W (and the `for` window) passed (a window 3x longer, still half healthy, does not yet);
 - one event, for `increase(...[W]) > 0`: fires while the event is inside the window, quiet once it left it
   (a shorter window forgets it too soon, a longer one too late).
 """
@@ -37,6 +39,7 @@ _NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
 _GAUGE = re.compile(rf"^({_NUMBER})x(\d+)$")
 _COUNTER = re.compile(rf"^0\+({_NUMBER})x(\d+)$")
 _STRICT = re.compile(r"^(?:(?:sum|max|min) by \([^)]*\) \()?[A-Za-z_:][\w:]*\{[^{}]*\}\)? (>|<) (" + _NUMBER + ")$")
+_WINDOW = re.compile(r"\[(\d+)m\]")
 _INCREASE = re.compile(r"^(?:sum|max) by \([^)]*\) \(increase\([A-Za-z_:][\w:]*\{[^{}]*\}\[(\d+)m\]\)\) > 0$")
 SPLIT_SHARE = 0.6  # of the firing value on the first of two series: their max is 0.6 of it, under the threshold
 
@@ -122,6 +125,31 @@ def _twice(values: dict[str, str], label: str) -> dict[str, str]:
     return {_relabel(s, label, v): text for s, text in values.items() for v in ("proof-a", "proof-b")}
 
 
+def _phase(values: str) -> tuple[float, float] | None:
+    """(first value, increment per step) of a flat gauge or a steady counter."""
+    if m := _GAUGE.match(values):
+        return float(m.group(1)), 0.0
+    if m := _COUNTER.match(values):
+        return 0.0, float(m.group(1))
+    return None
+
+
+def _switch(good: dict[str, str], bad: dict[str, str], steps: int, after: int) -> dict[str, str] | None:
+    """Each series healthy for `steps` samples, then on the firing side for `after` more (counters go on
+    counting from where they were)."""
+    if set(good) != set(bad):
+        return None
+    out = {}
+    for series in good:
+        g, b = _phase(good[series]), _phase(bad[series])
+        if g is None or b is None:
+            return None
+        last = g[0] + g[1] * (steps - 1)
+        start = b[0] if b[1] == 0 else last + b[1]
+        out[series] = f"{num(g[0])}+{num(g[1])}x{steps - 1} {num(start)}+{num(b[1])}x{after}"
+    return out
+
+
 def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
              interval: int, fires_at: int, active: int) -> list[tuple[str, dict[str, str], bool, tuple[int, ...]]]:
     """(what, series, fires, eval times) of the cases built from the expression's shape (module docstring)."""
@@ -142,6 +170,16 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         samples = int(text.rsplit("x", 1)[1])
         out.append((f"exactly at {strict.group(2)}", {series: gauge_values(float(strict.group(2)), samples)},
                     False, (active, fires_at)))
+    windows = set(_WINDOW.findall(alert.expr))
+    if len(windows) == 1 and not alert.records:
+        window_ms = int(windows.pop()) * 60_000
+        held = fires_at - active
+        steps = 3 * window_ms // interval
+        check = steps * interval + window_ms + held + interval
+        switched = _switch(good, bad, steps, (check - steps * interval) // interval + 2)
+        if switched is not None:
+            out.append((f"healthy for {units.format_duration(3 * window_ms)}, then past the threshold", switched, True,
+                        (check,)))
     inc = _INCREASE.match(alert.expr)
     if inc and len(bad) == 1 and _COUNTER.match(next(iter(bad.values()))):
         window_ms = int(inc.group(1)) * 60_000
