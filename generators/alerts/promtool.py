@@ -6,8 +6,8 @@ alert), the cases a changed rule would misjudge (scripts/mutation_check.py measu
 
 - decoys: each firing series with one matched label set to a value its matcher rejects (another namespace,
   job or database), carrying the firing values; the healthy test includes them, so a dropped matcher fires;
-- a second instance: under `sum by`, the firing series split unevenly over two series the aggregation
-  adds up (still fires; `max` of the parts does not); under `max by`/`min by`, a second series on the
+- a second instance: under `sum by`, the firing series split over two series the aggregation adds up (the
+  numerator's in halves, the others 9:1: still fires; a `max` of the parts, a ratio moved, does not); under `max by`/`min by`, a second series on the
   healthy side beside the firing one (still fires; `min` does not), and the healthy series twice (quiet; a
   `sum` of them crosses the threshold);
 - at the threshold: a gauge compared strictly (`>`, `<`) held exactly at the threshold does not fire (`>=`
@@ -21,6 +21,7 @@ alert), the cases a changed rule would misjudge (scripts/mutation_check.py measu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .. import units
@@ -41,7 +42,6 @@ _COUNTER = re.compile(rf"^0\+({_NUMBER})x(\d+)$")
 _STRICT = re.compile(r"^(?:(?:sum|max|min) by \([^)]*\) \()?[A-Za-z_:][\w:]*\{[^{}]*\}\)? (>|<) (" + _NUMBER + ")$")
 _WINDOW = re.compile(r"\[(\d+)m\]")
 _INCREASE = re.compile(r"^(?:sum|max) by \([^)]*\) \(increase\([A-Za-z_:][\w:]*\{[^{}]*\}\[(\d+)m\]\)\) > 0$")
-SPLIT_SHARE = 0.6  # of the firing value on the first of two series: their max is 0.6 of it, under the threshold
 
 
 def _matches(op: str, pattern: str, value: str) -> bool:
@@ -110,15 +110,24 @@ def _relabel(series: str, label: str, value: str) -> str:
     return series_of(parsed.group(1), {**dict(_LABEL.findall(parsed.group(2))), label: value})
 
 
-def _split(values: dict[str, str], label: str, share: float) -> dict[str, str] | None:
-    """Each series as two (label proof-a, proof-b) carrying `share` and the rest of its values."""
+def _split(values: dict[str, str], label: str, share: Callable[[str], float]) -> dict[str, str] | None:
+    """Each series as two (label proof-a, proof-b) carrying share(series) and the rest of its values."""
     out: dict[str, str] = {}
     for series, text in values.items():
-        a, b = _scaled(text, share), _scaled(text, 1 - share)
+        a, b = _scaled(text, share(series)), _scaled(text, 1 - share(series))
         if a is None or b is None:
             return None
         out[_relabel(series, label, "proof-a")], out[_relabel(series, label, "proof-b")] = a, b
     return out
+
+
+def _first_reads(alert: Alert, series: str) -> bool:
+    """Whether the expression's first selector (a ratio's numerator) selects the series."""
+    first, parsed = _SELECTOR.search(alert.expr), _SERIES.match(series)
+    if first is None or parsed is None or parsed.group(1) != first.group(1):
+        return False
+    labels = dict(_LABEL.findall(parsed.group(2)))
+    return all(_matches(op, pattern, labels.get(name, "")) for name, op, pattern in _MATCHER.findall(first.group(2)))
 
 
 def _twice(values: dict[str, str], label: str) -> dict[str, str]:
@@ -157,7 +166,13 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
     shape = _aggregation(alert)
     if shape is not None:
         kind, label = shape
-        if kind == "sum" and (split := _split(bad, label, SPLIT_SHARE)) is not None:
+        # The numerator's series halved, the rest split 9:1: the sum is the same, a max of the parts takes
+        # half the numerator and most of the rest, so a ratio (or a count) moves to the healthy side.
+        above = " < " not in alert.expr
+
+        def share(series: str) -> float:
+            return 0.5 if _first_reads(alert, series) == above else 0.9
+        if kind == "sum" and (split := _split(bad, label, share)) is not None:
             out.append((f"split over two {label}s the sum adds up", split, True, (fires_at,)))
         if kind in ("max", "min"):
             if set(bad) == set(good):
