@@ -13,7 +13,7 @@ prometheus/alerts.yaml is mutated one change at a time, the way a hand edit goes
 
 and `promtool test rules` runs the generated tests of the alerts the mutated rule is or feeds against the
 mutant. A mutant is caught when a test fails. Mutants that change nothing (the same text) are not counted.
-One class is declared equivalent (listed apart, out of the share), each member checked by `matched_away`:
+One class (two forms) is declared equivalent (listed apart, out of the share), each member checked by `matched_away`:
 
     a selector's matcher on label L dropped, where every aggregation of the expression keeps L
     (`sum by (..., L, ...)`), every series it reads is aggregated, the operands are joined only by
@@ -22,6 +22,10 @@ One class is declared equivalent (listed apart, out of the share), each member c
     keeps only the label sets present on both sides, so the extra groups the mutant lets in (L outside
     the matcher) have no partner and are dropped: the result is the same for every input. Example:
     `sum by (ns) (rate(a{ns="x"}[5m])) / sum by (ns) (rate(b{ns="x"}[5m]))` with the first `ns="x"` gone.
+    Likewise (`set_matched_away`) a matcher on L dropped from Y in `X and on (L) Y` or `X unless on (L) Y`
+    when X's every selector carries it and X keeps L, or from X of an `and` when Y's do: an element failing
+    the matcher cannot share L's value with one passing it, so the extra elements match nothing. Example:
+    `absent(a{ns="x"}) and on (ns) (up{ns="x", job="j"} == 1)` with the second `ns="x"` gone.
 
 Prints the share caught per environment and per kind; `--min 0.9` exits 1 below it.
 
@@ -98,38 +102,78 @@ def matched_away(expr: str, dropped: str) -> bool:
     return len(keeping) >= 2  # the mutated selector and at least one more that keeps it
 
 
-def expr_mutants(expr: str) -> list[tuple[str, str, str]]:
-    """(kind, change, mutated expression) for one expression."""
-    out: list[tuple[str, str, str]] = []
+SET_OP = re.compile(r"\s+(and|unless)\s+on\s*\(([^)]*)\)\s*")
+
+
+def _carries(segment: str, dropped: str, label: str) -> bool:
+    """Every element the segment yields has `label` passing the matcher: each of its selectors carries the
+    matcher and its aggregations (or absent(), for an equality) keep the label."""
+    bodies = SELECTOR.findall(segment)
+    if not bodies or not all(dropped.strip() in [x.group(0).strip() for x in MATCHER.finditer(b)] for b in bodies):
+        return False
+    if "absent(" in segment and not re.match(r"\s*\w+\s*=\s*\"", dropped):
+        return False
+    by_lists = re.findall(r"\b(?:sum|max|min|count|avg) by \(([^)]*)\)", segment)
+    return all(label in [x.strip() for x in by.split(",")] for by in by_lists) and " without " not in segment
+
+
+def set_matched_away(expr: str, at: int, dropped: str) -> bool:
+    """`X and on (L) Y`, `X unless on (L) Y`: the matcher on L dropped in Y, where X's elements all pass it,
+    or in X of an `and`, where Y's all pass it. An element that fails the matcher cannot share its L with
+    one that passes, so the extra elements match nothing: `and` drops them, `unless` removes nothing more."""
+    label = re.match(r"\s*(\w+)", dropped).group(1)  # type: ignore[union-attr]
+    if re.search(r"\bor\b", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)):
+        return False
+    parts = SET_OP.split(expr)  # segment, op, on-list, segment, ...
+    if len(parts) < 4:
+        return False
+    starts, position = [], 0
+    for i, part in enumerate(parts):
+        position = expr.index(part, position)
+        if i % 3 == 0:
+            starts.append(position)
+        position += len(part)
+    k = max(i for i, start in enumerate(starts) if start <= at)
+    segments, ops, ons = parts[0::3], parts[1::3], [[x.strip() for x in o.split(",")] for o in parts[2::3]]
+    if k >= 1:
+        return label in ons[k - 1] and _carries(segments[0], dropped, label)
+    return ops[0] == "and" and label in ons[0] and "absent(" not in segments[0] and _carries(segments[1], dropped, label)
+
+
+def expr_mutants(expr: str) -> list[tuple[str, str, str, bool]]:
+    """(kind, change, mutated expression, equivalent) for one expression."""
+    out: list[tuple[str, str, str, bool]] = []
     for m in COMPARISON.finditer(expr):
         op, value = m.group(1), float(m.group(2))
         for other in OPPOSITE[op]:
-            out.append(("operator", f"{op} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):]))
+            out.append(("operator", f"{op} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):], False))
         for moved in ([value * 1.1, value * 0.9] if value else [1.0]):
             out.append(("threshold", f"{m.group(2)} -> {number(moved)}",
-                        expr[:m.start(2)] + number(moved) + expr[m.end(2):]))
+                        expr[:m.start(2)] + number(moved) + expr[m.end(2):], False))
     for m in SELECTOR.finditer(expr):
         matchers = [x.group(0) for x in MATCHER.finditer(m.group(1))]
         for i, dropped in enumerate(matchers):
             kept = ", ".join(x.strip() for j, x in enumerate(matchers) if j != i)
-            out.append(("selector", f"drop {dropped.strip()}", expr[:m.start()] + "{" + kept + "}" + expr[m.end():]))
+            same = matched_away(expr, dropped) or set_matched_away(expr, m.start(), dropped)
+            out.append(("selector", f"drop {dropped.strip()}", expr[:m.start()] + "{" + kept + "}" + expr[m.end():],
+                        same))
     for m in AGGREGATION.finditer(expr):
         for other in SWAP[m.group(1)]:
-            out.append(("aggregation", f"{m.group(1)} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):]))
+            out.append(("aggregation", f"{m.group(1)} -> {other}", expr[:m.start(1)] + other + expr[m.end(1):], False))
         labels = [x.strip() for x in m.group(2).split(",") if x.strip()]
         for i, label in enumerate(labels):
             if len(labels) > 1:
                 kept = ", ".join(x for j, x in enumerate(labels) if j != i)
                 out.append(("aggregation", f"by: drop {label}",
-                            expr[:m.start(2)] + kept + expr[m.end(2):]))
+                            expr[:m.start(2)] + kept + expr[m.end(2):], False))
     for m in RANGE.finditer(expr):
         amount, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         ms = int(amount) * UNIT_MS[unit]
         for factor in (0.2, 3):
             new = duration(max(1000, int(ms * factor)))
             text = f"[{new}]" if m.group(1) else f"offset {new}"
-            out.append(("window", f"{m.group(0)} -> {text}", expr[:m.start()] + text + expr[m.end():]))
-    return [(kind, change, mutated) for kind, change, mutated in out if mutated != expr]
+            out.append(("window", f"{m.group(0)} -> {text}", expr[:m.start()] + text + expr[m.end():], False))
+    return [mutant for mutant in out if mutant[2] != expr]
 
 
 def mutants(rules: dict[str, Any]) -> list[Mutant]:
@@ -138,8 +182,7 @@ def mutants(rules: dict[str, Any]) -> list[Mutant]:
         for rule in group["rules"]:
             name = rule.get("alert") or rule["record"]
             expr, for_ = str(rule["expr"]), rule.get("for")
-            for kind, change, mutated in expr_mutants(expr):
-                same = kind == "selector" and matched_away(expr, change.removeprefix("drop "))
+            for kind, change, mutated, same in expr_mutants(expr):
                 found.append(Mutant(group["name"], name, kind, change, mutated, for_, same))
             if "alert" in rule and for_:
                 ms = sum(int(n) * UNIT_MS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d)", for_))
