@@ -84,24 +84,46 @@ def decoys(alert: Alert, bad: dict[str, str], good: dict[str, str]) -> dict[str,
     return out
 
 
+def _reads(alert: Alert) -> list[str]:
+    """The expressions over the raw series: the alert's own, or the recording rules it reads (each once)."""
+    names = [metric for metric, _ in _SELECTOR.findall(alert.expr)]
+    records = dict(alert.records)
+    if records and all(name in records for name in names):
+        return list(dict.fromkeys(records[name] for name in names))
+    return [alert.expr]
+
+
 def _aggregation(alert: Alert) -> tuple[str, str] | None:
     """('sum'|'max'|'min', a label no aggregation keeps and no matcher names) when every series the alert
     reads is aggregated away by one kind of aggregation; None otherwise."""
-    found = _AGGREGATED.findall(alert.expr)
-    if not found or len(found) != len(_SELECTOR.findall(alert.expr)) or len({k for k, _, _ in found}) != 1:
+    exprs = _reads(alert)
+    text = " ".join(exprs)
+    found = _AGGREGATED.findall(text)
+    if not found or len(found) != len(_SELECTOR.findall(text)) or len({k for k, _, _ in found}) != 1:
         return None
-    if " on (" in alert.expr or "ignoring" in alert.expr or " or " in alert.expr:
+    if " on (" in text or "ignoring" in text or " or " in text:
         return None
-    label = next(x for x in ("instance", "pod", "replica") if x not in alert.expr)
+    label = next(x for x in ("instance", "pod", "replica") if x not in text + alert.expr)
     return found[0][0], label
 
 
+_STEP = re.compile(rf"^({_NUMBER})(?:([+-])({_NUMBER}))?(?:x(\d+))?$")
+
+
 def _scaled(values: str, factor: float) -> str | None:
-    if m := _GAUGE.match(values):
-        return f"{num(float(m.group(1)) * factor)}x{m.group(2)}"
-    if m := _COUNTER.match(values):
-        return f"0+{num(float(m.group(1)) * factor)}x{m.group(2)}"
-    return None
+    """promtool's expanding notation ('0 5+5x9', '3x10') with every number times `factor`."""
+    out = []
+    for token in values.split():
+        m = _STEP.match(token)
+        if m is None:
+            return None
+        text = num(float(m.group(1)) * factor)
+        if m.group(2):
+            text += m.group(2) + num(float(m.group(3)) * factor)
+        if m.group(4):
+            text += "x" + m.group(4)
+        out.append(text)
+    return " ".join(out)
 
 
 def _relabel(series: str, label: str, value: str) -> str:
@@ -122,8 +144,8 @@ def _split(values: dict[str, str], label: str, share: Callable[[str], float]) ->
 
 
 def _first_reads(alert: Alert, series: str) -> bool:
-    """Whether the expression's first selector (a ratio's numerator) selects the series."""
-    first, parsed = _SELECTOR.search(alert.expr), _SERIES.match(series)
+    """Whether the first selector of what the alert reads (a ratio's numerator) selects the series."""
+    first, parsed = _SELECTOR.search(_reads(alert)[0]), _SERIES.match(series)
     if first is None or parsed is None or parsed.group(1) != first.group(1):
         return False
     labels = dict(_LABEL.findall(parsed.group(2)))
@@ -168,7 +190,7 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         kind, label = shape
         # The numerator's series halved, the rest split 9:1: the sum is the same, a max of the parts takes
         # half the numerator and most of the rest, so a ratio (or a count) moves to the healthy side.
-        above = " < " not in alert.expr
+        above = (" < " not in alert.expr) != _reads(alert)[0].startswith("1 - ")  # 1 - good/total: inverted
 
         def share(series: str) -> float:
             return 0.5 if _first_reads(alert, series) == above else 0.9
