@@ -23,6 +23,7 @@ One class (two forms) is declared equivalent (listed apart, out of the share), e
     the matcher) have no partner and are dropped: the result is the same for every input. Example:
     `sum by (ns) (rate(a{ns="x"}[5m])) / sum by (ns) (rate(b{ns="x"}[5m]))` with the first `ns="x"` gone.
     Likewise (`set_matched_away`) a matcher on L dropped from Y in `X and on (L) Y` or `X unless on (L) Y`
+    (or with no on(), which matches on every label, L included)
     when X's every selector carries it and X keeps L, or from X of an `and` when Y's do: an element failing
     the matcher cannot share L's value with one passing it, so the extra elements match nothing. Example:
     `absent(a{ns="x"}) and on (ns) (up{ns="x", job="j"} == 1)` with the second `ns="x"` gone.
@@ -102,7 +103,7 @@ def matched_away(expr: str, dropped: str) -> bool:
     return len(keeping) >= 2  # the mutated selector and at least one more that keeps it
 
 
-SET_OP = re.compile(r"\s+(and|unless)\s+on\s*\(([^)]*)\)\s*")
+SET_OP = re.compile(r"\s+(and|unless)(?:\s+on\s*\(([^)]*)\))?\s+")  # no on(): matched on every label
 
 
 def _carries(segment: str, dropped: str, label: str) -> bool:
@@ -129,12 +130,15 @@ def set_matched_away(expr: str, at: int, dropped: str) -> bool:
         return False
     starts, position = [], 0
     for i, part in enumerate(parts):
+        if part is None:  # an `and` without on(): every label, L included
+            continue
         position = expr.index(part, position)
         if i % 3 == 0:
             starts.append(position)
         position += len(part)
     k = max(i for i, start in enumerate(starts) if start <= at)
-    segments, ops, ons = parts[0::3], parts[1::3], [[x.strip() for x in o.split(",")] for o in parts[2::3]]
+    segments, ops = parts[0::3], parts[1::3]
+    ons = [[x.strip() for x in o.split(",")] if o is not None else [label] for o in parts[2::3]]
     if k >= 1:
         return label in ons[k - 1] and _carries(segments[0], dropped, label)
     return ops[0] == "and" and label in ons[0] and "absent(" not in segments[0] and _carries(segments[1], dropped, label)
