@@ -423,8 +423,9 @@ def mutation_check(envs: list[str]) -> list[dict[str, Any]]:
                           cwd=ROOT, capture_output=True, text=True, check=True)
     found: list[dict[str, Any]] = json.loads(done.stdout)
     for r in found:
+        kinds = ", ".join(f"{k} {v['caught']}/{v['mutants']}" for k, v in r["by_kind"].items())
         print(f"mutation check {r['environment']}: {r['caught']} of {r['mutants']} mutants caught "
-              f"({r['share']:.1%})", flush=True)
+              f"({r['share']:.1%}; {kinds}; {r.get('equivalent', 0)} equivalent, not counted)", flush=True)
     return found
 
 

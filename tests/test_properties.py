@@ -213,7 +213,7 @@ def check_promtool(tools: Tools, bundle: Bundle) -> list[str]:
             problems.append(f"promtool check rules: {result.stdout}{result.stderr}")
         if (work / "alerts_test.yaml").exists():
             result = subprocess.run(["promtool", "test", "rules", "alerts_test.yaml"], cwd=work, capture_output=True,
-                                    text=True, timeout=120)
+                                    text=True, timeout=600)  # the proofs' shape-built cases: minutes when loaded
             if result.returncode != 0:
                 problems.append(f"promtool test rules: {result.stdout[-3000:]}{result.stderr[-2000:]}")
         return problems

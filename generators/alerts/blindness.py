@@ -20,7 +20,7 @@ from collections.abc import Callable
 from .. import metrics, scrape
 from ..bundle import Parts
 from ..profile import Profile
-from .base import Alert, Proof, gauge_values, horizon, sample_count, selector, series_of
+from .base import Alert, Proof, ceil_to, gauge_values, horizon, sample_count, selector, series_of
 
 SCRAPE_FAILING_FOR_MS = 2 * 60_000
 TARGET_MISSING_FOR_MS = 5 * 60_000
@@ -61,7 +61,13 @@ def _series_proof(ns: dict[str, str], job: str, metric: str, server_up: str | No
             up[series_of(server_up, {**ns, "job": job, "instance": "10.0.0.1:9"})] = gauge_values(1, n)
         decoy = {series_of(metric, {"namespace": DECOY_NAMESPACE, "job": job}): gauge_values(1, n)}
         own = {series_of(metric, {**ns, "job": job, "instance": "10.0.0.1:9"}): gauge_values(1, n)}
-        return Proof({**up, **decoy}, {**up, **decoy, **own}, 0, ns)
+        # Its own target down while another job's is up: the alert waits for its own target (a rule that
+        # lost its job matcher would fire on the other one).
+        other = {**{k: gauge_values(0, n) for k in up if k.startswith("up{")},
+                 series_of("up", {**ns, "job": "another-job", "instance": "10.0.0.2:9"}): gauge_values(1, n)}
+        at = ceil_to(for_ms, interval_ms)
+        quiet = (("its target down, another job's up", {**other, **decoy}, (at, at + interval_ms)),)
+        return Proof({**up, **decoy}, {**up, **decoy, **own}, 0, ns, quiet)
     return build
 
 

@@ -20,6 +20,7 @@ bound), so the share of slow requests is exact, not interpolated.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +90,12 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
     Quiet: the ratio PROOF_MARGIN under it; a burst of failures shorter than the long window (the short
     window burns, the long one stays at 0.7x the threshold, so halving the long window fires); and a
     burn that stopped one short window ago (the long window still burns at 3x, a doubled short one would)."""
+    # The histogram's +Inf bucket (every request, as _count): a rule that lost its le matcher adds it in.
+    inf_series = None if counts_bad else re.sub(r'le="[^"]*"', 'le="+Inf"', bad_series)
+
+    def with_inf(values: dict[str, str]) -> dict[str, str]:
+        return {**values, inf_series: values[total_series]} if inf_series else values
+
     def build(interval_ms: int) -> Proof:
         step = interval_ms
         horizon = window.for_ms + 4 * step
@@ -103,7 +110,7 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
             return piecewise([((per - inc if counts_bad else per), k) for inc, k in segments])
 
         def flat(ratio: float) -> dict[str, str]:
-            return {bad_series: piecewise([counted(ratio, n)]), total_series: other([counted(ratio, n)])}
+            return with_inf({bad_series: piecewise([counted(ratio, n)]), total_series: other([counted(ratio, n)])})
 
         bad_ratio = min(threshold * (1 + PROOF_MARGIN), (1 + threshold) / 2)
         quiet: list[tuple[str, dict[str, str], tuple[int, ...]]] = []
@@ -116,14 +123,14 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
             end = (base + burst) * step
             segments = [counted(0, base), counted(burst_ratio, burst), counted(0, after)]
             quiet.append((f"a burst of failures for {fmt(burst * step)}, under {fmt(window.long_ms)}",
-                          {bad_series: piecewise(segments), total_series: other(segments)},
+                          with_inf({bad_series: piecewise(segments), total_series: other(segments)}),
                           (end, end + window.for_ms)))
             high = min(1.0, 3 * threshold)
             short = window.short_ms // step
             stop = window.long_ms // step
             recovered = [counted(high, stop), counted(0, short + after)]
             quiet.append((f"burning at {num(high)} until {fmt(window.long_ms)}, then healthy for {fmt(window.short_ms)}",
-                          {bad_series: piecewise(recovered), total_series: other(recovered)},
+                          with_inf({bad_series: piecewise(recovered), total_series: other(recovered)}),
                           ((stop + short) * step, (stop + short) * step + window.for_ms)))
         return Proof(flat(bad_ratio), flat(threshold * (1 - PROOF_MARGIN)), step, out, tuple(quiet))
     return build

@@ -1,17 +1,32 @@
 """The promtool proof generator: each alert's proof as promtool unit tests (prometheus/alerts_test.yaml).
 
 For each alert: not firing one evaluation before the `for` window ends, firing at its end, and the series
-under the threshold never firing.
+under the threshold never firing. Then, built from the expression's shape for every alert it fits (not per
+alert), the cases a changed rule would misjudge (scripts/mutation_check.py measures how many it catches):
+
+- decoys: each firing series with one matched label set to a value its matcher rejects (another namespace,
+  job or database), carrying the firing values; the healthy test includes them, so a dropped matcher fires;
+- a second instance: under `sum by`, the firing series split over two series the aggregation adds up (the
+  numerator's in halves, the others 9:1: still fires; a `max` of the parts, a ratio moved, does not); under `max by`/`min by`, a second series on the
+  healthy side beside the firing one (still fires; `min` does not), and the healthy series twice (quiet; a
+  `sum` of them crosses the threshold);
+- at the threshold: a gauge compared strictly (`>`, `<`) held exactly at the threshold does not fire (`>=`
+  would);
+- a switch, for an expression with one range window W: healthy for 3W, then on the firing side; it fires
+  once W (and the `for` window) passed (a window 3x longer, still half healthy, does not yet);
+- one event, for `increase(...[W]) > 0`: fires while the event is inside the window, quiet once it left it
+  (a shorter window forgets it too soon, a longer one too late).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .. import units
 from ..profile import Profile
-from .base import Alert, ceil_to, num, series_of
+from .base import Alert, ceil_to, gauge_values, num, series_of
 from .transform import evaluation_interval_ms
 
 _TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}")
@@ -19,6 +34,14 @@ _SELECTOR = re.compile(r"([A-Za-z_:][\w:]*)\{([^{}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 _SERIES = re.compile(r"^([A-Za-z_:][\w:]*)\{(.*)\}$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+_AGGREGATED = re.compile(r"\b(sum|max|min) by \(([^)]*)\) \((?:(?:rate|increase)\()?([A-Za-z_:][\w:]*)\{[^{}]*\}"
+                         r"(?:\[\w+\])?\)?\)")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+_GAUGE = re.compile(rf"^({_NUMBER})x(\d+)$")
+_COUNTER = re.compile(rf"^0\+({_NUMBER})x(\d+)$")
+_STRICT = re.compile(r"^(?:(?:sum|max|min) by \([^)]*\) \()?[A-Za-z_:][\w:]*\{[^{}]*\}\)? (>|<) (" + _NUMBER + ")$")
+_WINDOW = re.compile(r"\[(\d+)m\]")
+_INCREASE = re.compile(r"^(?:sum|max) by \([^)]*\) \(increase\([A-Za-z_:][\w:]*\{[^{}]*\}\[(\d+)m\]\)\) > 0$")
 
 
 def _matches(op: str, pattern: str, value: str) -> bool:
@@ -61,6 +84,156 @@ def decoys(alert: Alert, bad: dict[str, str], good: dict[str, str]) -> dict[str,
     return out
 
 
+def _reads(alert: Alert) -> list[str]:
+    """The expressions over the raw series: the alert's own, or the recording rules it reads (each once)."""
+    names = [metric for metric, _ in _SELECTOR.findall(alert.expr)]
+    records = dict(alert.records)
+    if records and all(name in records for name in names):
+        return list(dict.fromkeys(records[name] for name in names))
+    return [alert.expr]
+
+
+def _aggregation(alert: Alert) -> tuple[str, str] | None:
+    """('sum'|'max'|'min', a label no aggregation keeps and no matcher names) when every series the alert
+    reads is aggregated away by one kind of aggregation; None otherwise."""
+    exprs = _reads(alert)
+    text = " ".join(exprs)
+    found = _AGGREGATED.findall(text)
+    if not found or len(found) != len(_SELECTOR.findall(text)) or len({k for k, _, _ in found}) != 1:
+        return None
+    if " on (" in text or "ignoring" in text or " or " in text:
+        return None
+    label = next(x for x in ("instance", "pod", "replica") if x not in text + alert.expr)
+    return found[0][0], label
+
+
+_STEP = re.compile(rf"^({_NUMBER})(?:([+-])({_NUMBER}))?(?:x(\d+))?$")
+
+
+def _scaled(values: str, factor: float) -> str | None:
+    """promtool's expanding notation ('0 5+5x9', '3x10') with every number times `factor`."""
+    out = []
+    for token in values.split():
+        m = _STEP.match(token)
+        if m is None:
+            return None
+        text = num(float(m.group(1)) * factor)
+        if m.group(2):
+            text += m.group(2) + num(float(m.group(3)) * factor)
+        if m.group(4):
+            text += "x" + m.group(4)
+        out.append(text)
+    return " ".join(out)
+
+
+def _relabel(series: str, label: str, value: str) -> str:
+    parsed = _SERIES.match(series)
+    assert parsed, series
+    return series_of(parsed.group(1), {**dict(_LABEL.findall(parsed.group(2))), label: value})
+
+
+def _split(values: dict[str, str], label: str, share: Callable[[str], float]) -> dict[str, str] | None:
+    """Each series as two (label proof-a, proof-b) carrying share(series) and the rest of its values."""
+    out: dict[str, str] = {}
+    for series, text in values.items():
+        a, b = _scaled(text, share(series)), _scaled(text, 1 - share(series))
+        if a is None or b is None:
+            return None
+        out[_relabel(series, label, "proof-a")], out[_relabel(series, label, "proof-b")] = a, b
+    return out
+
+
+def _first_reads(alert: Alert, series: str) -> bool:
+    """Whether the first selector of what the alert reads (a ratio's numerator) selects the series."""
+    first, parsed = _SELECTOR.search(_reads(alert)[0]), _SERIES.match(series)
+    if first is None or parsed is None or parsed.group(1) != first.group(1):
+        return False
+    labels = dict(_LABEL.findall(parsed.group(2)))
+    return all(_matches(op, pattern, labels.get(name, "")) for name, op, pattern in _MATCHER.findall(first.group(2)))
+
+
+def _twice(values: dict[str, str], label: str) -> dict[str, str]:
+    return {_relabel(s, label, v): text for s, text in values.items() for v in ("proof-a", "proof-b")}
+
+
+def _phase(values: str) -> tuple[float, float] | None:
+    """(first value, increment per step) of a flat gauge or a steady counter."""
+    if m := _GAUGE.match(values):
+        return float(m.group(1)), 0.0
+    if m := _COUNTER.match(values):
+        return 0.0, float(m.group(1))
+    return None
+
+
+def _switch(good: dict[str, str], bad: dict[str, str], steps: int, after: int) -> dict[str, str] | None:
+    """Each series healthy for `steps` samples, then on the firing side for `after` more (counters go on
+    counting from where they were)."""
+    if set(good) != set(bad):
+        return None
+    out = {}
+    for series in good:
+        g, b = _phase(good[series]), _phase(bad[series])
+        if g is None or b is None:
+            return None
+        last = g[0] + g[1] * (steps - 1)
+        start = b[0] if b[1] == 0 else last + b[1]
+        out[series] = f"{num(g[0])}+{num(g[1])}x{steps - 1} {num(start)}+{num(b[1])}x{after}"
+    return out
+
+
+def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
+             interval: int, fires_at: int, active: int) -> list[tuple[str, dict[str, str], bool, tuple[int, ...]]]:
+    """(what, series, fires, eval times) of the cases built from the expression's shape (module docstring)."""
+    out: list[tuple[str, dict[str, str], bool, tuple[int, ...]]] = []
+    shape = _aggregation(alert)
+    if shape is not None:
+        kind, label = shape
+        # The numerator's series halved, the rest split 9:1: the sum is the same, a max of the parts takes
+        # half the numerator and most of the rest, so a ratio (or a count) moves to the healthy side.
+        above = (" < " not in alert.expr) != _reads(alert)[0].startswith("1 - ")  # 1 - good/total: inverted
+
+        def share(series: str) -> float:
+            return 0.5 if _first_reads(alert, series) == above else 0.9
+        if kind == "sum" and (split := _split(bad, label, share)) is not None:
+            out.append((f"split over two {label}s the sum adds up", split, True, (fires_at,)))
+        if kind in ("max", "min"):
+            if set(bad) == set(good):
+                beside = {**_twice(bad, label), **{_relabel(s, label, "proof-b"): t for s, t in good.items()}}
+                out.append((f"beside a healthy second {label}", beside, True, (fires_at,)))
+            out.append((f"healthy on two {label}s", _twice(good, label), False, (active, fires_at)))
+    strict = _STRICT.match(alert.expr)
+    if strict and len(good) == 1 and _GAUGE.match(next(iter(good.values()))):
+        series, text = next(iter(good.items()))
+        samples = int(text.rsplit("x", 1)[1])
+        out.append((f"exactly at {strict.group(2)}", {series: gauge_values(float(strict.group(2)), samples)},
+                    False, (active, fires_at)))
+    windows = set(_WINDOW.findall(alert.expr))
+    if len(windows) == 1 and not alert.records:
+        window_ms = int(windows.pop()) * 60_000
+        held = fires_at - active
+        steps = 3 * window_ms // interval
+        check = steps * interval + window_ms + held + interval
+        switched = _switch(good, bad, steps, (check - steps * interval) // interval + 2)
+        if switched is not None:
+            out.append((f"healthy for {units.format_duration(3 * window_ms)}, then past the threshold", switched, True,
+                        (check,)))
+    inc = _INCREASE.match(alert.expr)
+    if inc and len(bad) == 1 and _COUNTER.match(next(iter(bad.values()))):
+        window_ms = int(inc.group(1)) * 60_000
+        step = interval
+        held = fires_at - active  # the for window, on the evaluation grid
+        if held + 2 * step < window_ms:
+            event = 2 * step
+            n = (event + window_ms + held + 4 * step) // step
+            series = next(iter(bad))
+            values = f"0x{event // step - 1} 1x{n - event // step}"
+            out.append((f"one event at {units.format_duration(event)}, inside the window",
+                        {series: values}, True, (event + held + step,)))
+            out.append((f"one event at {units.format_duration(event)}, out of the window",
+                        {series: values}, False, (event + window_ms + held + 2 * step,)))
+    return out
+
+
 def expand(template: str, labels: dict[str, str]) -> str:
     """The annotation as Prometheus expands it; perfstack's templates use {{ $labels.NAME }} only."""
     return _TEMPLATE.sub(lambda m: labels.get(m.group(1), ""), template)
@@ -84,6 +257,12 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     checks.append({"eval_time": fmt(fires_at), "alertname": alert.name, "exp_alerts": [expected]})
     quiet = [{"eval_time": fmt(t), "alertname": alert.name, "exp_alerts": []}
              for t in (proof.active_ms, fires_at, fires_at + interval)]
+    shaped = [{"name": f"{alert.name}: {what}, {'fires' if fires else 'never fires'}", "interval": fmt(interval),
+               "input_series": inputs(values),
+               "alert_rule_test": [{"eval_time": fmt(t), "alertname": alert.name,
+                                    "exp_alerts": [expected] if fires else []} for t in times]}
+              for what, values, fires, times in variants(alert, proof.bad, proof.good, interval, fires_at,
+                                                          proof.active_ms)]
     extra = [{"name": f"{alert.name}: {what}, never fires", "interval": fmt(interval), "input_series": inputs(values),
               "alert_rule_test": [{"eval_time": fmt(t), "alertname": alert.name, "exp_alerts": []} for t in times]}
              for what, values, times in proof.quiet]
@@ -94,6 +273,7 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
          "interval": fmt(interval), "input_series": inputs({**proof.good, **decoys(alert, proof.bad, proof.good)}),
          "alert_rule_test": quiet},
         *extra,
+        *shaped,
     ]
 
 
