@@ -265,10 +265,11 @@ def deploy(settings: StackSettings, postgres_password: pulumi.Input[str],
         "environment": profile.environment,
         "postgres": profile.kubernetes.postgres,
     }
-    if paths.ALTER_SYSTEM_SQL in bundle.files:  # a self-managed external server: the DBA runs it
+    external = profile.kubernetes.postgres == "external"
+    if external and paths.ALTER_SYSTEM_SQL in bundle.files:  # a self-managed external server: the DBA runs it
         outputs["alterSystemSql"] = bundle.files[paths.ALTER_SYSTEM_SQL]
     for service_file in (paths.RDS_PARAMETERS, paths.CLOUDSQL_FLAGS, paths.AZURE_PARAMETERS):
-        if service_file in bundle.files:  # a managed service: what its API takes instead of ALTER SYSTEM
+        if external and service_file in bundle.files:  # a managed service: what its API takes instead of ALTER SYSTEM
             outputs["managedPostgresParameters"] = bundle.files[service_file]
     if facts is not None:
         outputs["clusterId"] = facts.identity

@@ -123,7 +123,11 @@ def test_a_read_only_disk_is_exit_2_with_the_path(mounted: Path, tmp_path: Path)
 
 
 def test_a_full_disk_is_exit_2_with_the_path_and_leaves_the_previous_render(mounted: Path) -> None:
-    _mount(mounted, "size=768k")  # dev takes ~520 kB of 4 kB pages, prod ~600 kB: prod cannot fit beside dev
+    # Room for dev and half of prod, in the 4 kB pages tmpfs counts (each file and folder at least one): the
+    # previous render fits, the next one cannot be staged beside it, whatever the rendered sizes grow to.
+    pages = {env: sum(-(-len(content) // 4096) or 1 for content in rendered_bundle(env).files.values())
+             + 2 * len({str(Path(name).parent) for name in rendered_bundle(env).files}) + 4 for env in ("dev", "prod")}
+    _mount(mounted, f"size={4 * (pages['dev'] + pages['prod'] // 2)}k")
     out = mounted / "env"
     assert perfstack("render", "dev", "--out", out).returncode == 0
     before = snapshot(out)
