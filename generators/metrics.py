@@ -72,8 +72,7 @@ REDIS_EXPORTER = frozenset({
     "redis_keyspace_misses_total",
     "redis_errors_total",  # {err="OOM"}: exists only after the first such error (treat absence as 0)
 })
-# Names an exporter creates only once the event has happened: absent() of them is no sign of blindness.
-APPEAR_ON_EVENT = frozenset({"redis_errors_total"})
+
 
 def _histogram(name: str) -> set[str]:
     return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
@@ -97,13 +96,25 @@ KUBERNETES = frozenset({
 })
 
 # danihodovic/celery-exporter (port 9808): queue lengths from the broker, task events from the workers
-# (worker_send_task_events, task_send_sent_event). Task counters carry {name, hostname, queue_name}.
+# (worker_send_task_events, task_send_sent_event). Task counters carry {name, hostname, queue_name}; the queue
+# gauges {queue_name}; the worker gauges {hostname}.
 CELERY_EXPORTER = frozenset({
-    "celery_queue_length", "celery_active_worker_count", "celery_active_process_count", "celery_worker_up",
+    "celery_queue_length", "celery_active_consumer_count", "celery_active_worker_count",
+    "celery_active_process_count", "celery_worker_up", "celery_worker_tasks_active",
     "celery_task_sent_total", "celery_task_received_total", "celery_task_started_total",
     "celery_task_succeeded_total", "celery_task_failed_total", "celery_task_retried_total",
-    "celery_task_rejected_total", *_histogram("celery_task_runtime"),
+    "celery_task_rejected_total", "celery_task_revoked_total", *_histogram("celery_task_runtime"),
 })
+CELERY = Exporter("celery_exporter", "0.12.2", "docker.io/danihodovic/celery-exporter:0.12.2",
+                  "source: the metric definitions (names and labels) in src/exporter.py at tag v0.12.2 of "
+                  "github.com/danihodovic/celery-exporter, read here; the exporter does not run on this machine")
+
+# Names an exporter creates only once the event has happened: absent() of them is no sign of blindness. celery-exporter makes a
+# task counter (and the runtime histogram) when the first event of that task arrives.
+APPEAR_ON_EVENT = frozenset({"redis_errors_total", *(
+    f"celery_task_{event}_total" for event in
+    ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")),
+    *_histogram("celery_task_runtime")})
 
 # Prometheus itself: every scrape's `up`, and the ALERTS series of its own rules.
 PROMETHEUS = frozenset({"up", "ALERTS"})
@@ -146,8 +157,7 @@ EXPORTERS: dict[str, Exporter] = {
                            "live: the Prometheus 2.42 of tests/test_alerts_live.py writes up and ALERTS"),
     "app": Exporter("app", "perfstack's own contract", None,
                     "defined here: the API exports them (README.md, Alerts and dashboards)"),
-    "celery_exporter": Exporter("celery-exporter", "not pinned", None,
-                                _REFERENCE.format(what="danihodovic/celery-exporter's source")),
+    "celery_exporter": CELERY,
 }
 
 

@@ -23,6 +23,8 @@ REDIS_EXPORTER = "redis-exporter"
 POSTGRES_EXPORTER_PORT = 9187  # postgres_exporter's and CloudNativePG's instance metrics port
 PGBOUNCER_EXPORTER_PORT = 9127
 REDIS_EXPORTER_PORT = 9121
+CELERY_EXPORTER = "celery-exporter"  # its Service; the ServiceMonitor relabels the job to workers.exporter_job
+CELERY_EXPORTER_PORT = 9808
 METRICS_PORT = "metrics"  # the container port name every exporter exposes (CloudNativePG's own name too)
 
 
@@ -50,6 +52,8 @@ def targets(profile: Profile) -> list[ScrapeTarget]:
                                     may_be_empty=profile.autoscaling.llm.min_replicas == 0))
         else:  # Ollama has no /metrics: the blackbox exporter's probe is the scrape
             out.append(ScrapeTarget("llm", ollama_probe_job(profile), "blackbox_exporter", None))
+    if profile.workers is not None:
+        out.append(ScrapeTarget("workers", profile.workers.exporter_job, "celery_exporter", None))
     return out
 
 

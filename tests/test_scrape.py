@@ -231,3 +231,43 @@ def test_the_stacks_prometheus_release_labels_the_monitors_too() -> None:
     profile = apply(load("prod"), StackSettings(profile="prod", prometheus_release="monitoring"))
     assert profile.monitoring.release == "monitoring"
     assert profile.kubernetes.prometheus_rule_labels["release"] == "monitoring"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_workers_are_scraped_through_celery_exporter_on_their_own_broker(env: str) -> None:
+    profile = load(env)
+    assert profile.workers is not None
+    objects = objects_of(profile)
+    container = containers(objects)[scrape.CELERY_EXPORTER]
+    assert container["image"] == metrics.CELERY.image and container["image"].endswith(":" + metrics.CELERY.version)
+    env_of = {e["name"]: e for e in container["env"]}
+    worker = next(o for o in of_kind(objects, "Deployment") if o["metadata"]["name"].startswith("worker-"))
+    worker_env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # the same broker and the same Secret as the workers; the password only through the Secret
+    assert env_of["CE_BROKER_URL"]["value"] == worker_env["CELERY_BROKER_URL"]["value"]
+    assert env_of["REDIS_PASSWORD"] == worker_env["REDIS_PASSWORD"]
+    assert "$(REDIS_PASSWORD)" in env_of["CE_BROKER_URL"]["value"]
+    # every pool's queue from the start, so a pool scaled to zero still has its queue length
+    queues = {q for pool in profile.workers.pools.values() for q in pool.queues}
+    [arg] = [a for a in container["args"] if a.startswith("--queues=")]
+    assert set(arg.removeprefix("--queues=").split(",")) == queues
+    # the job the workers' alerts select
+    [monitor] = [o for o in of_kind(objects, "ServiceMonitor") if o["metadata"]["name"] == scrape.CELERY_EXPORTER]
+    relabel = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert {"targetLabel": "job", "replacement": profile.workers.exporter_job, "action": "replace"} in relabel
+    assert any(t.job == profile.workers.exporter_job and t.exporter == "celery_exporter"
+               for t in scrape.targets(profile))
+    # its blindness alerts: up, absent(up), and the queue series (task counters appear on events: not watched)
+    names = {a.name for a in blindness.blindness_alerts(profile, None, [a for g in rules_of(profile).values()  # type: ignore[arg-type]
+                                                                          for a in g])}
+    assert {"WorkerScrapeFailing", "WorkerTargetMissing", "WorkerSeriesAbsent_celery_queue_length"} <= names
+    assert not any(n.startswith("WorkerSeriesAbsent_celery_task_") for n in names)
+
+
+def test_a_renamed_exporter_job_is_what_the_monitor_writes_and_the_alerts_read() -> None:
+    profile = variant("prod", {"workers": {"exporter_job": "celery"}})
+    objects = objects_of(profile)
+    [monitor] = [o for o in of_kind(objects, "ServiceMonitor") if o["metadata"]["name"] == scrape.CELERY_EXPORTER]
+    assert monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == "celery"
+    rules = render(profile).files["prometheus/alerts.yaml"]
+    assert 'up{namespace="ai-platform", job="celery"} == 0' in rules

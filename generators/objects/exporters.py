@@ -245,6 +245,47 @@ def redis_objects(profile: Profile) -> list[dict[str, Any]]:
             service_monitor(profile, name, name, scrape.METRICS_PORT)]
 
 
+# ---------------------------------------------------------------- Celery (the workers' queues and tasks)
+# The image's `exporter` user (adduser's first UID): a name runAsNonRoot cannot check, so the number is given.
+CELERY_SECURITY = {**SECURITY, "runAsUser": 1000}
+CELERY_TMP = "tmp"
+
+
+def celery_exporter_container(profile: Profile) -> dict[str, Any]:
+    """danihodovic/celery-exporter on the queue's broker: the same Secret and URL the workers use (CE_ is its
+    environment prefix); queue lengths come from the broker, task counts from the workers' events."""
+    from ..workers import broker_url_template
+
+    secret = profile.secrets.redis_password
+    workers = profile.workers
+    assert workers is not None
+    return {
+        "name": scrape.CELERY_EXPORTER, "image": _image(metrics.CELERY),
+        # Every queue of every pool from the start: the exporter otherwise learns queues only from live workers,
+        # so a pool scaled to zero (KEDA) would have no queue length and its backlog alerts no series.
+        "args": [f"--port={scrape.CELERY_EXPORTER_PORT}",
+                 "--queues=" + ",".join(sorted({q for pool in workers.pools.values() for q in pool.queues}))],
+        "env": [_secret_env("REDIS_PASSWORD", secret.secret, secret.key),
+                {"name": "CE_BROKER_URL", "value": broker_url_template(profile)}],
+        "ports": _metrics_port(scrape.CELERY_EXPORTER_PORT), "resources": EXPORTER_RESOURCES,
+        "securityContext": CELERY_SECURITY, **_probes(),
+        "volumeMounts": [{"name": CELERY_TMP, "mountPath": "/tmp"}],  # Python's tempfiles; the root stays read-only
+    }
+
+
+def workers_objects(profile: Profile) -> list[dict[str, Any]]:
+    if profile.workers is None:
+        return []
+    name = scrape.CELERY_EXPORTER
+    deployment = _deployment(profile, name, celery_exporter_container(profile))
+    deployment["spec"]["template"]["spec"]["volumes"] = [{"name": CELERY_TMP, "emptyDir": {}}]
+    monitor = service_monitor(profile, name, name, scrape.METRICS_PORT)
+    # The workers' alerts read job=<workers.exporter_job>: the scraped job is named so, whatever the Service is.
+    monitor["spec"]["endpoints"][0]["relabelings"] = [
+        {"targetLabel": "job", "replacement": profile.workers.exporter_job, "action": "replace"}]
+    return [deployment, _service(profile, name, _selector(profile, name), scrape.CELERY_EXPORTER_PORT), monitor]
+
+
 # ---------------------------------------------------------------- vLLM
 def llm_objects(profile: Profile) -> list[dict[str, Any]]:
     if profile.llm is None or profile.llm.server != "vllm":
@@ -253,4 +294,5 @@ def llm_objects(profile: Profile) -> list[dict[str, Any]]:
 
 
 def objects(profile: Profile) -> list[dict[str, Any]]:
-    return [*postgres_objects(profile), *pgbouncer_objects(profile), *redis_objects(profile), *llm_objects(profile)]
+    return [*postgres_objects(profile), *pgbouncer_objects(profile), *redis_objects(profile), *llm_objects(profile),
+            *workers_objects(profile)]
