@@ -105,9 +105,10 @@ CELERY_EXPORTER = frozenset({
     "celery_task_succeeded_total", "celery_task_failed_total", "celery_task_retried_total",
     "celery_task_rejected_total", "celery_task_revoked_total", *_histogram("celery_task_runtime"),
 })
-CELERY = Exporter("celery_exporter", "0.12.2", "docker.io/danihodovic/celery-exporter:0.12.2",
+CELERY = Exporter("celery_exporter", "0.12.2", "ghcr.io/danihodovic/celery-exporter:0.12.2",
                   "source: the metric definitions (names and labels) in src/exporter.py at tag v0.12.2 of "
-                  "github.com/danihodovic/celery-exporter, read here; the exporter does not run on this machine")
+                  "github.com/danihodovic/celery-exporter, read here; the exporter does not run on this machine. The image is "
+                  "the one that tag's own workflow (push-image-ghcr.yml, semver {{version}}) publishes")
 
 # Names an exporter creates only once the event has happened: absent() of them is no sign of blindness. celery-exporter makes a
 # task counter (and the runtime histogram) when the first event of that task arrives.
