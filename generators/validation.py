@@ -347,6 +347,7 @@ def rendered_names(profile: Profile) -> set[str]:
         names.add(profile.llm.model_cache.claim)
     if profile.workers is not None:
         names.update(f"worker-{pool}" for pool in profile.workers.pools)
+        names.add("celery-exporter")  # scrape.CELERY_EXPORTER: its Deployment, Service and ServiceMonitor
         if profile.workers.redis is not None:
             names.add(profile.workers.redis.name)
     return names

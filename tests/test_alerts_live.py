@@ -70,6 +70,7 @@ def live_profile() -> Profile:
                                                   # the PgBouncer installed here reads only its own settings
                                                   "version": localservers.pgbouncer_version()}})
     data["llm"] = None
+    data["workers"] = None  # celery-exporter does not run on this machine (its names: metrics.CELERY, from source)
     return profile_from_source(Source(data=data, locations=source.locations, files=source.files), "dev")
 
 
