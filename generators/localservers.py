@@ -224,22 +224,23 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _minor_version(argv: list[str], pattern: str, what: str) -> str:
+    """The local server's minor version ("1.18") from its --version output, as the profile's key names it."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    match = re.search(pattern, result.stdout)
+    if not match:
+        raise ServerError(f"cannot read the {what} version: {result.stdout!r} {result.stderr!r}")
+    return f"{match[1]}.{match[2]}"
+
+
 def pgbouncer_version() -> str:
     """The local PgBouncer's minor version ("1.18"), as `pgbouncer.version` names it."""
-    result = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True, timeout=30)
-    match = re.search(r"PgBouncer (\d+)\.(\d+)", result.stdout)
-    if not match:
-        raise ServerError(f"cannot read the PgBouncer version: {result.stdout!r} {result.stderr!r}")
-    return f"{match[1]}.{match[2]}"
+    return _minor_version(["pgbouncer", "--version"], r"PgBouncer (\d+)\.(\d+)", "PgBouncer")
 
 
 def redis_version() -> str:
     """The local redis-server's minor version ("7.0"), as `redis.version` names it."""
-    result = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=30)
-    match = re.search(r"v=(\d+)\.(\d+)", result.stdout)
-    if not match:
-        raise ServerError(f"cannot read the Redis version: {result.stdout!r}")
-    return f"{match[1]}.{match[2]}"
+    return _minor_version(["redis-server", "--version"], r"v=(\d+)\.(\d+)", "Redis")
 
 
 def rewrite_ini(text: str, pgbouncer_settings: dict[str, str | None], database_spec: str | None = None) -> str:

@@ -6,7 +6,6 @@ tests run PostgreSQL (and PgBouncer) as the `postgres` user in folders it owns (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -26,21 +25,7 @@ from generators.postgres import Inputs
 from generators.profile import Profile
 
 from .conftest import REPO, local_pgbouncer_profile, parts_of, run_checks, variant
-
-GB = 1024 * 1024  # kB
-MB = 1024  # kB
-
-
-def inputs(**changes: Any) -> Inputs:
-    """pgtune's worked example (PG 18, linux, web, 16 GB, 8 CPUs, ssd), with changes."""
-    base = Inputs(version=18, os="linux", workload="web", ram_kb=16 * GB, cpus=8, connections=None,
-                  storage="ssd", db_size="mid_ram")
-    return dataclasses.replace(base, **changes)
-
-
-def value(rule: str, **changes: Any) -> Any:
-    result = getattr(postgres, rule)(inputs(**changes))
-    return None if result is None else result.value
+from .test_pgtune import GB, MB, value  # pgtune's worked example, the base of every DBA rule here
 
 
 def profile(postgres_section: dict[str, Any] | None = None, kubernetes: dict[str, Any] | None = None,
