@@ -28,6 +28,10 @@ One class (two forms) is declared equivalent (listed apart, out of the share), e
     the matcher cannot share L's value with one passing it, so the extra elements match nothing. Example:
     `absent(a{ns="x"}) and on (ns) (up{ns="x", job="j"} == 1)` with the second `ns="x"` gone.
 
+A second class (`never_equal`): `>` and `>=` (or `<` and `<=`) swapped where they compare a recording rule
+`1 - X` with a threshold T under 0.5 for which 1 - T is no double. They differ only where the value equals T,
+and no double X makes 1 - X equal T (1 - X is exact for X in [0.5, 2]): the latency burn-rate alerts.
+
 Prints the share caught per environment and per kind; `--min 0.9` exits 1 below it.
 
     python3 scripts/mutation_check.py [ENV ...] [--min 0.9] [--jobs 2] [--show-survivors] [--format json]
@@ -45,13 +49,15 @@ import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPARISON = re.compile(r"(?<![=!<>])(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\w.])")
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+COMPARISON = re.compile(r"(?<![=!<>])(>=|<=|==|!=|>|<)\s*(" + NUMBER + r")(?![\w.])")
 OPPOSITE = {">": ["<", ">="], "<": [">", "<="], ">=": [">", "<"], "<=": ["<", ">"], "==": ["!="], "!=": ["=="]}
 SELECTOR = re.compile(r"\{([^{}]*)\}")
 MATCHER = re.compile(r'\s*[A-Za-z_]\w*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*')
@@ -180,13 +186,37 @@ def expr_mutants(expr: str) -> list[tuple[str, str, str, bool]]:
     return [mutant for mutant in out if mutant[2] != expr]
 
 
+def _sides(expr: str, mutated: str) -> list[str]:
+    """The `and`-joined comparison the mutant changed (the part of expr that differs)."""
+    ours, theirs = expr.split(" and "), mutated.split(" and ")
+    return [a for a, b in zip(ours, theirs, strict=False) if a != b] if len(ours) == len(theirs) else []
+
+
+def never_equal(expr: str, change: str, records: dict[str, str]) -> bool:
+    """`> T` turned `>= T` (or `<` and `<=`) where the left side is a recording rule `1 - X` and no double
+    X gives 1 - X == T: for X in [0.5, 2] the subtraction is exact (Sterbenz), so 1 - X == T needs X == 1 - T
+    exactly, which is no double when 1 - T is not one (T under 0.5); any other X gives 1 - X >= 0.5 or < 0.
+    The two comparisons then agree on every input."""
+    m = re.fullmatch(r"([A-Za-z_:][\w:]*)\{[^{}]*\} ([<>]=?) (" + NUMBER + r")", expr.strip())
+    old, new = change.split(" -> ")
+    if m is None or old != m.group(2) or {old, new} not in ({">", ">="}, {"<", "<="}):
+        return False
+    record = records.get(m.group(1), "")
+    threshold = float(m.group(3))
+    exact = Fraction(1) - Fraction(threshold)
+    return record.startswith("1 - ") and 0 < threshold < 0.5 and Fraction(float(exact)) != exact
+
+
 def mutants(rules: dict[str, Any]) -> list[Mutant]:
     found = []
     for group in rules["groups"]:
+        records = {r["record"]: str(r["expr"]) for r in group["rules"] if "record" in r}
         for rule in group["rules"]:
             name = rule.get("alert") or rule["record"]
             expr, for_ = str(rule["expr"]), rule.get("for")
             for kind, change, mutated, same in expr_mutants(expr):
+                if kind == "operator" and not same:
+                    same = any(never_equal(part, change, records) for part in _sides(expr, mutated))
                 found.append(Mutant(group["name"], name, kind, change, mutated, for_, same))
             if "alert" in rule and for_:
                 ms = sum(int(n) * UNIT_MS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d)", for_))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .. import formats, units
 from ..bundle import Parts
@@ -82,6 +83,96 @@ def piecewise(segments: list[tuple[float, int]]) -> str:
     return " ".join(parts)
 
 
+def _rate(counter: list[int], t: int, steps: int, step_s: float) -> float:
+    """rate(counter[steps]) at sample t as Prometheus 2.x computes it for a counter that starts at 0 on the
+    evaluation grid: the increase times (extrapolated / sampled interval) / the range's seconds, where the
+    extrapolated interval is the sampled one (a sample on the range's start, or a start at zero: no
+    extrapolation), so the factor is 1 / the range's seconds (promql/functions.go extrapolatedRate; checked
+    against promtool 2.42)."""
+    return float(counter[t] - counter[max(0, t - steps)]) * (1.0 / (steps * step_s))
+
+
+def _cumulative(increments: list[int]) -> list[int]:
+    out = [0]
+    for inc in increments:
+        out.append(out[-1] + inc)
+    return out
+
+
+def exact_cases(counts_bad: bool, threshold: float, window: Window, step: int) -> list[tuple[str, list[int], int, int]]:
+    """(what, per-step bad increments, requests per step, eval sample) of two quiet cases with one window's
+    ratio at the threshold and the other above it through the whole `for` window, so a `>=`, or a threshold
+    moved down, on either side fires them (while the data is younger than a window, rate() covers all of
+    it: the counters start at 0):
+
+    - the long window at the threshold while the short one burns: failures at a share x, then y, whose sum
+      is exactly the threshold's share of all requests, then the threshold's share for `for`;
+    - the short window at the threshold (that share for a short window + `for`) after a burn at y.
+
+    The threshold as rendered is a decimal p/q, so the requests per step are a multiple of q and the shares
+    whole numbers of requests; each ratio is recomputed with Prometheus's floating-point steps (rate, the
+    sum, the ratio, `1 -` for latency) and a multiple is kept when the ratio equals the rendered threshold
+    exactly. Where none does (1 - v can never equal some thresholds), the share is a hundredth under it:
+    a `>=` then survives, a threshold moved down does not."""
+    target = float(num(threshold))
+    exact = Fraction(num(threshold))
+    S = window.short_ms // step
+    f = max(1, -(-window.for_ms // step))
+    step_s = step / 1000
+    if not 0 < exact < 1 or S <= 2 * f:
+        return []
+
+    def ratio(bad: list[int], total: int, t: int, steps: int) -> float:
+        counted = _cumulative(bad if counts_bad else [total - a for a in bad])
+        other = _cumulative([total - a for a in bad] if counts_bad else [total] * len(bad))
+        r1, r2 = _rate(counted, t, steps, step_s), _rate(other, t, steps, step_s)
+        return r1 / (r1 + r2) if counts_bad else 1 - r1 / r2
+
+    L = window.long_ms // step
+    out: list[tuple[str, list[int], int, int]] = []
+    for what, build in (("the long window at the threshold while the short one burns", "long"),
+                        ("the short window at the threshold after a burn", "short")):
+        found = None
+        for share, holds in ((exact, lambda v: v == target), (exact * Fraction(99, 100), lambda v: v < target)):
+            base = share.denominator * max(1, -(-PROOF_EVENTS_PER_STEP // share.denominator))
+            for multiple in range(1, 48):
+                total = base * multiple
+                a = int(share * total)
+                if total * (S + 4 * f) >= 2 ** 50:
+                    break
+                if build == "long":
+                    n_x, n_y = 2 * f + 1, S - f
+                    c = min(a // (2 * n_y), (total - a) // (2 * n_x))
+                    if c < 1:
+                        continue
+                    bad = [a - n_y * c] * n_x + [a + n_x * c] * n_y + [a] * f
+                    at, over = L, S
+                else:
+                    bad = [min(total, a + max(1, (total - a) // 2))] * (2 * f + 1) + [a] * (S + f)
+                    at, over = S, L
+                end = len(bad)
+                if all(holds(ratio(bad, total, t, at)) and ratio(bad, total, t, over) > target
+                       for t in range(end - f, end + 1)):
+                    found = (f"{what} ({'exactly' if share == exact else 'a hundredth under it'})", bad, total, end)
+                    break
+            if found:
+                break
+        if found:
+            out.append(found)
+    return out
+
+
+def _runs(segments: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """Adjacent segments of the same increment merged (promtool's notation stays short)."""
+    out: list[tuple[float, int]] = []
+    for inc, k in segments:
+        if out and out[-1][0] == inc:
+            out[-1] = (inc, out[-1][1] + k)
+        else:
+            out.append((inc, k))
+    return out
+
+
 def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: float, window: Window,
                out: dict[str, str]) -> Callable[[int], Proof]:
     """`bad_series` counts failed requests and `total_series` the others (counts_bad: 5xx and 2xx), or
@@ -132,6 +223,11 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
             quiet.append((f"burning at {num(high)} until {fmt(window.long_ms)}, then healthy for {fmt(window.short_ms)}",
                           with_inf({bad_series: piecewise(recovered), total_series: other(recovered)}),
                           ((stop + short) * step, (stop + short) * step + window.for_ms)))
+        for what, bad, total, end in exact_cases(counts_bad, threshold, window, step):
+            first = [(inc if counts_bad else total - inc, 1) for inc in bad]
+            second = [((total - inc) if counts_bad else total, 1) for inc in bad]
+            quiet.append((what, with_inf({bad_series: piecewise(_runs(first)), total_series: piecewise(_runs(second))}),
+                          (end * step,)))
         return Proof(flat(bad_ratio), flat(threshold * (1 - PROOF_MARGIN)), step, out, tuple(quiet))
     return build
 
