@@ -224,8 +224,8 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
                           with_inf({bad_series: piecewise(recovered), total_series: other(recovered)}),
                           ((stop + short) * step, (stop + short) * step + window.for_ms)))
         for what, bad, total, end in exact_cases(counts_bad, threshold, window, step):
-            first = [(inc if counts_bad else total - inc, 1) for inc in bad]
-            second = [((total - inc) if counts_bad else total, 1) for inc in bad]
+            first: list[tuple[float, int]] = [(inc if counts_bad else total - inc, 1) for inc in bad]
+            second: list[tuple[float, int]] = [((total - inc) if counts_bad else total, 1) for inc in bad]
             quiet.append((what, with_inf({bad_series: piecewise(_runs(first)), total_series: piecewise(_runs(second))}),
                           (end * step,)))
         return Proof(flat(bad_ratio), flat(threshold * (1 - PROOF_MARGIN)), step, out, tuple(quiet))
