@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import units
 from ..profile import Profile
-from .base import Alert, ceil_to, gauge_values, num, series_of
+from .base import PROOF_EVENTS_PER_STEP, Alert, ceil_to, gauge_values, num, series_of
 from .transform import evaluation_interval_ms
 
 _TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}")
@@ -58,11 +58,15 @@ def _rejected(op: str, pattern: str) -> str:
     return {"=": pattern + "-decoy", "!=": pattern, "=~": "decoy"}.get(op, pattern.replace(".*", "1"))
 
 
-def decoys(alert: Alert, bad: dict[str, str], good: dict[str, str]) -> dict[str, str]:
+def decoys(alert: Alert, bad: dict[str, str], good: dict[str, str], firing: bool = True) -> dict[str, str]:
     """Series a dropped matcher would let in: each firing series with one selected label changed to a value
-    its matcher rejects (another namespace's or job's series, a template database), carrying the firing
-    values. Only decoys that no selector of the rule (or of the recording rules it reads) selects are kept,
-    so the rule as rendered ignores them and a mutant that drops the matcher fires on them."""
+    its matcher rejects (another namespace's or job's series, a template database). `firing`: they carry
+    the firing values with the first selector's series (a ratio's numerator) pushed ten times further to
+    the firing side, for the healthy test: a mutant that lets them in fires, even where it mixes them with
+    the healthy series. Else pushed ten times to the healthy side, for the firing test: a mutant that lets
+    them into a ratio's denominator (or numerator) goes quiet. Only decoys that no selector of the rule (or
+    of the recording rules it reads) selects are kept, so the rule as rendered ignores them."""
+    up = _rises(alert) == firing
     selectors: dict[str, list[list[tuple[str, str, str]]]] = {}
     for expr in (alert.expr, *(e for _, e in alert.records)):
         for metric, body in _SELECTOR.findall(expr):
@@ -80,8 +84,15 @@ def decoys(alert: Alert, bad: dict[str, str], good: dict[str, str]) -> dict[str,
                     continue
                 series = series_of(metric, changed)
                 if series not in good and series not in bad:
-                    out[series] = values
+                    pushed = _scaled(values, 10 if up else 0.1) if _first_reads(alert, text) else values
+                    out[series] = pushed or values
     return out
+
+
+def _rises(alert: Alert) -> bool:
+    """Whether more of the first selector's series (a ratio's numerator) moves the alert toward firing: a
+    `>` alert, unless it reads 1 - numerator / total (the share of slow requests from the fast ones)."""
+    return (" < " not in alert.expr) != _reads(alert)[0].startswith("1 - ")
 
 
 def _reads(alert: Alert) -> list[str]:
@@ -152,6 +163,45 @@ def _first_reads(alert: Alert, series: str) -> bool:
     return all(_matches(op, pattern, labels.get(name, "")) for name, op, pattern in _MATCHER.findall(first.group(2)))
 
 
+_QUANTILE = re.compile(r"^histogram_quantile\((0\.\d+), sum by \([^)]*\ble\b[^)]*\) \(rate\(.*\)\)\) > (" + _NUMBER + ")$")
+
+
+def _fast_and_slow(alert: Alert, bad: dict[str, str], label: str) -> dict[str, str] | None:
+    """For `histogram_quantile(q, sum by (..., le) (rate(bucket)))) > T`: one series with all its requests in
+    the first bucket, one as busy with all of them in the first bucket above T. The sum's quantile lies in the
+    slow bucket (over T: fires); a max per bucket is the fast series everywhere, so its quantile stays in
+    the first bucket (quiet)."""
+    m = _QUANTILE.match(alert.expr)
+    if m is None or float(m.group(1)) <= 0.5:
+        return None
+    threshold = float(m.group(2))
+    bounds: dict[float, str] = {}
+    samples = 0
+    for series, values in bad.items():
+        parsed, counter = _SERIES.match(series), _COUNTER.match(values)
+        if parsed is None or counter is None:
+            return None
+        le = dict(_LABEL.findall(parsed.group(2))).get("le")
+        if le is None:
+            return None
+        bounds[float(le)] = series
+        samples = int(counter.group(2))
+    finite = sorted(b for b in bounds if b != float("inf"))
+    above = [b for b in finite if b > threshold]
+    if not finite or finite[0] > threshold or len(above) < 2:
+        return None
+    slow_from = above[0] if threshold in finite else above[1]  # the bucket (slow_from's lower bound, ...] > T
+    lower = max(b for b in finite if b < slow_from)
+    if lower < threshold:
+        return None
+    step = PROOF_EVENTS_PER_STEP
+    out = {}
+    for bound, series in bounds.items():
+        out[_relabel(series, label, "proof-fast")] = f"0+{step}x{samples}"
+        out[_relabel(series, label, "proof-slow")] = f"0+{step if bound >= slow_from else 0}x{samples}"
+    return out
+
+
 def _twice(values: dict[str, str], label: str) -> dict[str, str]:
     return {_relabel(s, label, v): text for s, text in values.items() for v in ("proof-a", "proof-b")}
 
@@ -190,17 +240,23 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         kind, label = shape
         # The numerator's series halved, the rest split 9:1: the sum is the same, a max of the parts takes
         # half the numerator and most of the rest, so a ratio (or a count) moves to the healthy side.
-        above = (" < " not in alert.expr) != _reads(alert)[0].startswith("1 - ")  # 1 - good/total: inverted
+        above = _rises(alert)
 
         def share(series: str) -> float:
             return 0.5 if _first_reads(alert, series) == above else 0.9
         if kind == "sum" and (split := _split(bad, label, share)) is not None:
             out.append((f"split over two {label}s the sum adds up", split, True, (fires_at,)))
+        if kind == "sum" and (halves := _split(good, label, lambda _: 0.5)) is not None:
+            # Healthy in halves: a max of the numerator halves the ratio, a max of the denominator doubles it
+            # (at least): one of the two crosses the threshold.
+            out.append((f"healthy, in halves over two {label}s", halves, False, (active, fires_at)))
         if kind in ("max", "min"):
             if set(bad) == set(good):
                 beside = {**_twice(bad, label), **{_relabel(s, label, "proof-b"): t for s, t in good.items()}}
                 out.append((f"beside a healthy second {label}", beside, True, (fires_at,)))
             out.append((f"healthy on two {label}s", _twice(good, label), False, (active, fires_at)))
+        if kind == "sum" and (fast_slow := _fast_and_slow(alert, bad, label)) is not None:
+            out.append((f"one {label} fast, one as busy and slow", fast_slow, True, (fires_at,)))
     strict = _STRICT.match(alert.expr)
     if strict and len(good) == 1 and _GAUGE.match(next(iter(good.values()))):
         series, text = next(iter(good.items()))
@@ -252,6 +308,7 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
         return [{"series": series, "values": text} for series, text in sorted(values.items())]
 
     checks: list[dict[str, Any]] = []
+    firing_decoys = decoys(alert, proof.bad, proof.good, firing=False)
     if fires_at - interval >= 0:
         checks.append({"eval_time": fmt(fires_at - interval), "alertname": alert.name, "exp_alerts": []})
     checks.append({"eval_time": fmt(fires_at), "alertname": alert.name, "exp_alerts": [expected]})
@@ -268,7 +325,7 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
              for what, values, times in proof.quiet]
     return [
         {"name": f"{alert.name}: past {num(alert.threshold)}, fires after its for window ({fmt(alert.for_ms)}), not before",
-         "interval": fmt(interval), "input_series": inputs(proof.bad), "alert_rule_test": checks},
+         "interval": fmt(interval), "input_series": inputs({**proof.bad, **firing_decoys}), "alert_rule_test": checks},
         {"name": f"{alert.name}: on the healthy side of {num(alert.threshold)}, never fires",
          "interval": fmt(interval), "input_series": inputs({**proof.good, **decoys(alert, proof.bad, proof.good)}),
          "alert_rule_test": quiet},
