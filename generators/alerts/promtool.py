@@ -202,6 +202,28 @@ def _fast_and_slow(alert: Alert, bad: dict[str, str], label: str) -> dict[str, s
     return out
 
 
+def _calm(alert: Alert, good: dict[str, str]) -> dict[str, str] | None:
+    """The healthy series far from the threshold: a histogram with every request in its first bucket; else
+    the first selector's series (a ratio's numerator, or the one gauge) at 0 where more of it fires, ten
+    times as large where less of it fires."""
+    if alert.expr.startswith("histogram_quantile("):
+        out = {}
+        for series, values in good.items():
+            counter = _COUNTER.match(values)
+            if counter is None or "le=" not in series:
+                return None
+            out[series] = f"0+{PROOF_EVENTS_PER_STEP}x{counter.group(2)}"
+        return out
+    rises = _rises(alert)
+    calm = {}
+    for series, values in good.items():
+        scaled = _scaled(values, 0 if rises else 10) if _first_reads(alert, series) else values
+        if scaled is None:
+            return None
+        calm[series] = scaled
+    return calm if calm != good else None
+
+
 def _twice(values: dict[str, str], label: str) -> dict[str, str]:
     return {_relabel(s, label, v): text for s, text in values.items() for v in ("proof-a", "proof-b")}
 
@@ -273,6 +295,16 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         if switched is not None:
             out.append((f"healthy for {units.format_duration(3 * window_ms)}, then past the threshold", switched, True,
                         (check,)))
+        calm = _calm(alert, good)
+        switched = _switch(calm, bad, steps, (check - steps * interval) // interval + 2) if calm else None
+        if switched is not None and window_ms >= 5 * interval:
+            # Far on the healthy side, then just past the threshold: the window needs (nearly) all of it on the
+            # firing side, so one step past the switch (and the `for` window) it is still quiet; a window five
+            # times shorter has filled by then and fires.
+            early = steps * interval + held + interval
+            out.append((f"far on the healthy side for {units.format_duration(3 * window_ms)}, then just past "
+                        f"the threshold: not yet {units.format_duration(held + interval)} later", switched, False,
+                        (early,)))
     inc = _INCREASE.match(alert.expr)
     if inc and len(bad) == 1 and _COUNTER.match(next(iter(bad.values()))):
         window_ms = int(inc.group(1)) * 60_000

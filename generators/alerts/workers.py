@@ -20,6 +20,7 @@ from .. import formats, units
 from ..bundle import Parts
 from ..profile import Profile, WorkerPool
 from .base import (
+    PROOF_MARGIN,
     RATE_WINDOW_MS,
     Alert,
     Proof,
@@ -60,8 +61,12 @@ def wait_proof(length: tuple[str, dict[str, str]], received: tuple[str, dict[str
     def build(interval_ms: int) -> Proof:
         n = sample_count(interval_ms, horizon(for_ms, interval_ms, ceil_to(RATE_WINDOW_MS, interval_ms)))
         step = interval_ms / 1000
-        slow = depth / (2 * wait_s)
-        fast = 2 * depth * (RATE_WINDOW_MS / interval_ms) / wait_s
+        slow = depth / (wait_s * (1 + PROOF_MARGIN))
+        # The fast drain: a wait PROOF_MARGIN under the threshold once the rate's window is full. Before that a
+        # counter from 0 shows a lower rate (a longer wait), so where the `for` window ends before the rate
+        # window fills, the drain is fast enough from the first rate on.
+        fast = (depth / (wait_s * (1 - PROOF_MARGIN)) if for_ms >= RATE_WINDOW_MS + interval_ms
+                else 2 * depth * (RATE_WINDOW_MS / interval_ms) / wait_s)
         length_series, received_series = series_of(*length), series_of(*received)
         return Proof({length_series: gauge_values(depth, n), received_series: counter_values(slow * step, n)},
                      {length_series: gauge_values(depth, n), received_series: counter_values(fast * step, n)},
@@ -74,8 +79,16 @@ def consumers_proof(length: tuple[str, dict[str, str]], workers: tuple[str, dict
     def build(interval_ms: int) -> Proof:
         n = sample_count(interval_ms, horizon(for_ms, interval_ms, 0))
         length_series, workers_series = series_of(*length), series_of(*workers)
-        return Proof({length_series: gauge_values(5, n), workers_series: gauge_values(0, n)},
-                     {length_series: gauge_values(5, n), workers_series: gauge_values(1, n)}, 0, out)
+        parsed = dict(length[1])
+        other = series_of(length[0], {**parsed, "namespace": parsed.get("namespace", "") + "-other"})
+        # One job waiting is enough; an empty queue whose pool scaled to zero is healthy (KEDA does that),
+        # even while another namespace's queue of the same name waits.
+        idle = {length_series: gauge_values(0, n), workers_series: gauge_values(0, n), other: gauge_values(5, n)}
+        at = ceil_to(for_ms, interval_ms)
+        return Proof({length_series: gauge_values(1, n), workers_series: gauge_values(0, n)},
+                     {length_series: gauge_values(5, n), workers_series: gauge_values(1, n)}, 0, out,
+                     (("the queue empty, its pool scaled to zero, another namespace's queue waiting", idle,
+                       (0, at, at + interval_ms)),))
     return build
 
 
