@@ -62,6 +62,9 @@ WINDOWS = (Window("critical", 0.02, HOUR, 5 * 60_000, 2 * 60_000),
 # cases (promtool evaluates every rule at every step): at a 1m interval the 1h and 6h alerts keep them,
 # the 1d and 3d ones are proved flat.
 BURST_PROOF_MAX_STEPS = 400
+# The threshold cases (exact_cases) last a short window and four `for` windows: at a 1m interval every alert
+# keeps them (3d/6h: some 420 steps); at 1s evaluation only the 1h/5m ones do.
+EXACT_PROOF_MAX_STEPS = 1000
 
 
 def burn_rate(profile: Profile, window: Window) -> float:
@@ -119,7 +122,7 @@ def exact_cases(counts_bad: bool, threshold: float, window: Window, step: int) -
     S = window.short_ms // step
     f = max(1, -(-window.for_ms // step))
     step_s = step / 1000
-    if not 0 < exact < 1 or S <= 2 * f:
+    if not 0 < exact < 1 or S <= 2 * f or S + 4 * f > EXACT_PROOF_MAX_STEPS:
         return []
 
     def ratio(bad: list[int], total: int, t: int, steps: int) -> float:

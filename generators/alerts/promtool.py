@@ -15,7 +15,19 @@ alert), the cases a changed rule would misjudge (scripts/mutation_check.py measu
 - a switch, for an expression with one range window W: healthy for 3W, then on the firing side; it fires
   once W (and the `for` window) passed (a window 3x longer, still half healthy, does not yet);
 - one event, for `increase(...[W]) > 0`: fires while the event is inside the window, quiet once it left it
-  (a shorter window forgets it too soon, a longer one too late).
+  (a shorter window forgets it too soon, a longer one too late);
+- decoys pushed further: in the healthy test each decoy's numerator series ten times further to the firing
+  side (a mutant that mixes them with the healthy series still fires), and decoys ten times to the healthy
+  side in the firing test (a mutant that lets them into a ratio goes quiet);
+- healthy in halves over two instances under `sum by`: a `max` of the numerator halves a ratio, of the
+  denominator doubles it, so one of them crosses the threshold;
+- for a histogram quantile, one instance fast and one as busy and slow: the sum's quantile is past the
+  threshold, a `max` per bucket is the fast one;
+- far on the healthy side for 3W, then just past the threshold: still quiet one step after the switch plus
+  the `for` window (the window needs nearly all of it past), where a window five times shorter fires.
+
+The burn-rate alerts (burn.py) add their own: each window at (exactly, or a hundredth under) its threshold
+while the other burns.
 """
 
 from __future__ import annotations
