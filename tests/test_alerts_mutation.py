@@ -1,7 +1,7 @@
 """The generated promtool proofs catch mutated rules: scripts/mutation_check.py mutates the rendered dev and
 prod rules (operators, thresholds, `for`, dropped matchers, aggregations, windows) and runs the proofs
 against each mutant with the real promtool. Issue 13 asks for at least 90% of the non-equivalent mutants
-caught. Some fifteen minutes per environment on two cores: marked soak (scripts/soak runs it)."""
+caught. Some two to five minutes per environment on two cores: marked soak (scripts/soak runs it)."""
 
 from __future__ import annotations
 
