@@ -34,7 +34,7 @@ def variant(base: str, overrides: dict[str, Any]) -> Profile:
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PROMTOOL or "promtool", *map(str, args)], capture_output=True, text=True, timeout=600)  # a loaded 2-core machine: prod's proofs take minutes
+    return subprocess.run([PROMTOOL or "promtool", *map(str, args)], capture_output=True, text=True, timeout=1800)  # a loaded 2-core machine: prod's proofs take minutes (1 s evaluation: about 6)
 
 
 def write_rules(profile: Profile, folder: Path) -> Path:
