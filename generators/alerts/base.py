@@ -7,6 +7,7 @@ the time at which the expression first holds (promtool.py turns them into promto
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,17 @@ def eq(label: str, value: str) -> str:
 
 def series_of(metric: str, labels: dict[str, str]) -> str:
     return selector(metric, dict(sorted(labels.items())))
+
+
+SERIES = re.compile(r"^([A-Za-z_:][\w:]*)\{(.*)\}$")  # a series as series_of writes it
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def relabel(series: str, label: str, value: str) -> str:
+    """The series (as series_of writes it) with one label set to value."""
+    parsed = SERIES.match(series)
+    assert parsed, series
+    return series_of(parsed.group(1), {**dict(LABEL.findall(parsed.group(2))), label: value})
 
 
 def gauge_values(value: float, samples: int) -> str:

@@ -36,6 +36,7 @@ from .base import (
     le_text,
     num,
     pct,
+    relabel,
     sample_count,
     selector,
     series_of,
@@ -165,10 +166,6 @@ def exact_cases(counts_bad: bool, threshold: float, window: Window, step: int) -
     return out
 
 
-def _instance(series: str, value: str) -> str:
-    return re.sub(r'instance="[^"]*"', f'instance="{value}"', series)
-
-
 def _runs(segments: list[tuple[float, int]]) -> list[tuple[float, int]]:
     """Adjacent segments of the same increment merged (promtool's notation stays short)."""
     out: list[tuple[float, int]] = []
@@ -240,7 +237,7 @@ def burn_proof(bad_series: str, total_series: str, counts_bad: bool, threshold: 
                 # max of the fast requests takes half of them (the slow share crosses the threshold).
                 halves = {k: piecewise(_runs([(inc / 2, 1) for inc, _ in (first if k == bad_series else second)]))
                           for k in values}
-                values = {_instance(k, part): v for k, v in halves.items() for part in ("proof-a", "proof-b")}
+                values = {relabel(k, "instance", part): v for k, v in halves.items() for part in ("proof-a", "proof-b")}
                 what += ", in halves over two instances"
             quiet.append((what, values, (end * step,)))
         return Proof(flat(bad_ratio), flat(threshold * (1 - PROOF_MARGIN)), step, out, tuple(quiet))

@@ -38,14 +38,15 @@ from typing import Any
 
 from .. import units
 from ..profile import Profile
+from .base import LABEL as _LABEL
 from .base import PROOF_EVENTS_PER_STEP, Alert, ceil_to, gauge_values, num, series_of
+from .base import SERIES as _SERIES
+from .base import relabel as _relabel
 from .transform import evaluation_interval_ms
 
 _TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}")
 _SELECTOR = re.compile(r"([A-Za-z_:][\w:]*)\{([^{}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-_SERIES = re.compile(r"^([A-Za-z_:][\w:]*)\{(.*)\}$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _AGGREGATED = re.compile(r"\b(sum|max|min) by \(([^)]*)\) \((?:(?:rate|increase)\()?([A-Za-z_:][\w:]*)\{[^{}]*\}"
                          r"(?:\[\w+\])?\)?\)")
 _NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
@@ -147,12 +148,6 @@ def _scaled(values: str, factor: float) -> str | None:
             text += "x" + m.group(4)
         out.append(text)
     return " ".join(out)
-
-
-def _relabel(series: str, label: str, value: str) -> str:
-    parsed = _SERIES.match(series)
-    assert parsed, series
-    return series_of(parsed.group(1), {**dict(_LABEL.findall(parsed.group(2))), label: value})
 
 
 def _split(values: dict[str, str], label: str, share: Callable[[str], float]) -> dict[str, str] | None:
