@@ -115,7 +115,11 @@ CELERY = Exporter("celery_exporter", "0.12.2", "ghcr.io/danihodovic/celery-expor
 APPEAR_ON_EVENT = frozenset({"redis_errors_total", *(
     f"celery_task_{event}_total" for event in
     ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")),
-    *_histogram("celery_task_runtime")})
+    *_histogram("celery_task_runtime"),
+    # The app's labelled series (prometheus_client makes a child at its first labels() call): the HTTP metrics
+    # at the first request of each handler, the cache lookups at the first lookup, database errors at the first one.
+    *_histogram("http_request_duration_seconds"), "http_requests_total", "app_cache_requests_total",
+    "app_db_query_errors_total"})
 
 # Prometheus itself: every scrape's `up`, and the ALERTS series of its own rules.
 PROMETHEUS = frozenset({"up", "ALERTS"})

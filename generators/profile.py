@@ -40,6 +40,7 @@ from .types import (
     OneLine,
     PgIdentifier,
     PgParameterName,
+    PortName,
     PromLabelValue,
     PythonRef,
     QueueName,
@@ -48,6 +49,7 @@ from .types import (
     ShortText,
     SqlRole,
     SqlTable,
+    UrlPath,
     Word,
 )
 
@@ -442,6 +444,15 @@ class Requests(Strict):
                          "autoscaling.api.target_memory is a share of it")
 
 
+class AppMetrics(Strict):
+    port: PortName = Field("http", description="the name of the app container's port that serves its metrics "
+                           "(prometheus-fastapi-instrumentator serves /metrics on the app's own port)")
+    path: UrlPath = Field("/metrics", description="the HTTP path of the app's metrics")
+    pod_labels: dict[LabelKey, LabelValue] | None = Field(None, min_length=1, description=(
+        "labels the app's pods carry that the rendered PodMonitor selects them by; default: "
+        "app.kubernetes.io/name=<app.deployment>"))
+
+
 class RedisClient(Strict):
     max_connections: PositiveInt = Field(20, le=10_000, description="the app's Redis connection pool per pod")
     socket_timeout: Duration = Field("2s", description="a Redis command that takes longer fails (socket_timeout)")
@@ -471,6 +482,8 @@ class App(Strict):
     pagination: Pagination = Pagination()
     llm_client: LlmClient = LlmClient()
     workflow: Workflow = Workflow()
+    metrics: AppMetrics = Field(AppMetrics(), description="where Prometheus finds the app's own metrics (a "
+                                "PodMonitor scrapes them as job <app.deployment>)")
     latency_buckets: LatencyBuckets = Field(LatencyBuckets(), description="histogram buckets of the app's latency "
                                             "metrics; every latency SLO must be one of them, below the largest")
 

@@ -54,6 +54,8 @@ def targets(profile: Profile) -> list[ScrapeTarget]:
             out.append(ScrapeTarget("llm", ollama_probe_job(profile), "blackbox_exporter", None))
     if profile.workers is not None:
         out.append(ScrapeTarget("workers", profile.workers.exporter_job, "celery_exporter", None))
+    # The app itself (autoscaling.api.min_replicas is at least 1: it always has pods).
+    out.append(ScrapeTarget("api", profile.app.deployment, "app", None))
     return out
 
 

@@ -56,6 +56,18 @@ LabelKey = Annotated[str, StringConstraints(pattern=rf"^({_SUBDOMAIN}/)?{_QUALIF
 LabelValue = Annotated[str, StringConstraints(pattern=rf"^({_QUALIFIED_NAME})?$", max_length=63)]
 """A label value: empty, or at most 63 of letters, digits, '-', '_', '.', alphanumeric at both ends."""
 Namespace = DNS1123Label
+
+
+def _port_name(value: str) -> str:
+    if "--" in value or not any(c.isalpha() for c in value):
+        raise ValueError("a port name has at least one letter and no two hyphens in a row (IANA_SVC_NAME)")
+    return value
+
+
+PortName = Annotated[str, StringConstraints(pattern=rf"^{_LABEL}$", max_length=15), AfterValidator(_port_name)]
+"""A container port's name (IANA_SVC_NAME): at most 15 of a-z, 0-9 and '-', with a letter, no '--'."""
+UrlPath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9._~-]+)+$|^/$", max_length=200)]
+"""An HTTP path: '/'-separated segments of unreserved characters (RFC 3986), nothing to escape."""
 SecretName = Annotated[str, StringConstraints(pattern=rf"^{_SUBDOMAIN}$", max_length=253),
                        AfterValidator(_subdomain_labels)]
 

@@ -141,7 +141,7 @@ def test_cloudnativepg_podmonitor_and_queries_yield_the_rules_names() -> None:
     (ref,) = cluster["spec"]["monitoring"]["customQueriesConfigMap"]
     queries = next(o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == ref["name"])
     assert ref["key"] in queries["data"]
-    (monitor,) = of_kind(objects, "PodMonitor")
+    (monitor,) = [m for m in of_kind(objects, "PodMonitor") if m["metadata"]["name"] == scrape.POSTGRES_EXPORTER]
     assert monitor["spec"]["selector"]["matchLabels"]["cnpg.io/cluster"] == cluster["metadata"]["name"]
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == scrape.METRICS_PORT
     # The instance manager's names (cnpg_ + query + column; cnpg_collector_*) become the rules' pg_* names.

@@ -25,7 +25,8 @@ from .base import Alert, Proof, ceil_to, gauge_values, horizon, sample_count, se
 SCRAPE_FAILING_FOR_MS = 2 * 60_000
 TARGET_MISSING_FOR_MS = 5 * 60_000
 SERIES_ABSENT_FOR_MS = 10 * 60_000  # longer than a scrape or two missed and Prometheus's 5 m staleness
-PREFIX = {"postgres": "Postgres", "pgbouncer": "PgBouncer", "redis": "Redis", "llm": "Llm", "workers": "Worker"}
+PREFIX = {"postgres": "Postgres", "pgbouncer": "PgBouncer", "redis": "Redis", "llm": "Llm", "workers": "Worker",
+          "api": "Api"}
 DECOY_NAMESPACE = "perfstack-proof-other"  # another namespace's series: a dropped selector would see them
 
 

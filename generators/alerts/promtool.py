@@ -302,7 +302,11 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         if switched is not None:
             out.append((f"healthy for {units.format_duration(3 * window_ms)}, then past the threshold", switched, True,
                         (check,)))
-        calm = _calm(alert, good)
+        # A threshold at the end of its range (`> 0`, a share `< 1`): no healthy value lies farther from it,
+        # so one firing sample in the window fires at once and there is nothing to dilute.
+        edge = (alert.threshold <= 0 and " > " in alert.expr) or (alert.threshold >= 1 and " < " in alert.expr
+                                                                    and " / " in alert.expr)
+        calm = None if edge else _calm(alert, good)
         switched = _switch(calm, bad, steps, (check - steps * interval) // interval + 2) if calm else None
         if switched is not None and window_ms >= 5 * interval:
             # Far on the healthy side, then just past the threshold: the window needs (nearly) all of it on the

@@ -10,6 +10,8 @@
   replica per scrape), logging into the admin console as auth_user (pgbouncer.stats_users includes it).
 - Redis: redis_exporter as a Deployment beside the single Redis.
 - vLLM: its own /metrics, through a ServiceMonitor on the LLM Service (Ollama: the Probe, monitoring.py).
+- The app (the user's Deployment app.deployment): a PodMonitor on its pods' labels and metrics port
+  (app.metrics), its job relabelled to app.deployment.
 
 Every credential comes from the Secrets the servers use (profile.secrets), by secretKeyRef; none is
 written here. Images are pinned to the versions whose names generators/metrics.py verified. Every monitor
@@ -293,6 +295,25 @@ def llm_objects(profile: Profile) -> list[dict[str, Any]]:
     return [service_monitor(profile, LLM_SERVER, LLM_SERVER, "http")]  # the LLM Service's port
 
 
+# ---------------------------------------------------------------- the app
+def app_pod_labels(profile: Profile) -> dict[str, str]:
+    return profile.app.metrics.pod_labels or {"app.kubernetes.io/name": profile.app.deployment}
+
+
+def app_objects(profile: Profile) -> list[dict[str, Any]]:
+    """The app is the user's own Deployment: a PodMonitor selects its pods by app.metrics.pod_labels (no Service
+    needed) and names the job app.deployment, the job the API alerts read."""
+    app = profile.app
+    return [{"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+             "metadata": metadata(profile, app.deployment, app.deployment, _monitor_labels(profile)),
+             "spec": {"selector": {"matchLabels": dict(sorted(app_pod_labels(profile).items()))},
+                      "namespaceSelector": {"matchNames": [profile.namespace]},
+                      "podMetricsEndpoints": [{
+                          "port": app.metrics.port, "path": app.metrics.path,
+                          "relabelings": [{"targetLabel": "job", "replacement": app.deployment,
+                                           "action": "replace"}]}]}}]
+
+
 def objects(profile: Profile) -> list[dict[str, Any]]:
     return [*postgres_objects(profile), *pgbouncer_objects(profile), *redis_objects(profile), *llm_objects(profile),
-            *workers_objects(profile)]
+            *workers_objects(profile), *app_objects(profile)]
