@@ -224,4 +224,5 @@ STRING_TYPES: tuple[Any, ...] = (
     DNS1123Label, DNS1123Subdomain, LabelKey, LabelValue, SecretName, SecretKey, HfModelId, OllamaModel,
     ModelName, ImageRef, MetricName, PromLabelValue, Hostname, HostPort, ListenAddr, HttpUrl, PgIdentifier,
     PgParameterName, SqlRole, SqlTable, OneLine, ShortText, Word, PythonRef, QueueName, CurrencyCode, AbsolutePath, JsonPath,
+    PortName, UrlPath,
 )

@@ -2,7 +2,9 @@
 (postgres_exporter, prometheus-community pgbouncer_exporter, redis_exporter), each started from its rendered
 container (arguments and environment, secretKeyRefs resolved from a local Secret) against a real
 PostgreSQL, PgBouncer and Redis started from the rendered configs. Prometheus scrapes what the rendered
-ServiceMonitors select, under the job names they give (the Service's name).
+ServiceMonitors select, under the job names they give (the Service's name). The app is the user's own: a
+stand-in (tests/app_metrics_server.py) exports its metrics with prometheus_client at the profile's buckets and
+serves a healthy workload, scraped under the job the rendered PodMonitor gives it (app.deployment).
 
 Checked, for each component: every series its alerts read exists; the healthy workload keeps every alert
 quiet (not even pending); killing its exporter fires its blindness alert (`up == 0`) and nothing else; and
@@ -24,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -59,6 +62,8 @@ WAIT_S = 60  # upper bound for any state change; the windows themselves are 1-20
 BINARIES = {metrics.POSTGRES.image: "prometheus-postgres-exporter", metrics.PGBOUNCER.image: str(PGBOUNCER_EXPORTER),
             metrics.REDIS.image: "prometheus-redis-exporter"}
 PASSWORD = "s3cret-from-the-secret"
+APP = "api"  # dev's app.deployment: the PodMonitor's job, and the stand-in app's name here
+APP_SERVER = Path(__file__).with_name("app_metrics_server.py")
 
 
 def live_profile() -> Profile:
@@ -170,8 +175,14 @@ class Exporter:
 
 
 def scrape_jobs(profile: Profile, objects: list[dict[str, Any]]) -> dict[str, str]:
-    """ServiceMonitor name -> the job it gives its targets: the name of the Service its selector matches."""
+    """Monitor name -> the job it gives its targets: a ServiceMonitor's is the name of the Service its selector
+    matches; a PodMonitor's, the job its relabelling writes."""
     jobs = {}
+    for monitor in (o for o in objects if o["kind"] == "PodMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == profile.monitoring.release
+        (job,) = [r["replacement"] for r in monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+                  if r["targetLabel"] == "job"]
+        jobs[monitor["metadata"]["name"]] = job
     for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
         wanted = monitor["spec"]["selector"]["matchLabels"]
         services = [o["metadata"]["name"] for o in objects if o["kind"] == "Service"
@@ -218,6 +229,14 @@ def stack() -> Iterator[dict[str, Any]]:
         for name in (scrape.POSTGRES_EXPORTER, scrape.PGBOUNCER_EXPORTER, scrape.REDIS_EXPORTER):
             running[name] = start_exporter(exporter_container(objects, name), secrets, local)
             cleanups.append(running[name].stop)
+        # The app is the user's: a stand-in exporting its metrics with prometheus_client at the declared buckets.
+        assert profile.app.deployment == APP
+        buckets = json.dumps({name: [ms / 1000 for ms in bounds]  # the profile's ms, the metrics' seconds
+                              for name, bounds in profile.app.latency_buckets.model_dump().items()})
+        running[APP] = Exporter([sys.executable, str(APP_SERVER), str(port := localservers.free_port()), buckets],
+                                dict(os.environ), port)
+        running[APP].start()
+        cleanups.append(running[APP].stop)
         jobs = scrape_jobs(profile, objects)
         assert set(jobs.values()) == set(running)
         config = {
@@ -289,8 +308,9 @@ def test_every_alerts_series_exists_and_the_healthy_stack_is_quiet(stack: dict[s
     wait_for(lambda: len(query(prometheus, "pg_up == 1 or pgbouncer_up == 1 or redis_up == 1")) == 3,
              "pg_up, pgbouncer_up and redis_up = 1")
     wait_for(lambda: query(prometheus, "count(rate(pg_stat_database_blks_hit[1m]))"), "two scrapes for rate()")
-    for component in ("postgres", "pgbouncer", "redis"):
-        for name in sorted(component_series(profile, component) - metrics.APPEAR_ON_EVENT):
+    for component in ("postgres", "pgbouncer", "redis", "api"):
+        exported = metrics.APP if component == "api" else metrics.ALL  # the API's kube_* series come from elsewhere
+        for name in sorted(component_series(profile, component) & exported - metrics.APPEAR_ON_EVENT):
             found = query(prometheus, f'count({{__name__="{name}", namespace="{profile.namespace}"}})')
             assert found, f"{component}: {name} is read by an alert but not scraped"
     before = {g["name"]: g.get("lastEvaluation") for g in get(f"{prometheus.url}/api/v1/rules")["data"]["groups"]}
@@ -310,7 +330,8 @@ def test_every_alerts_series_exists_and_the_healthy_stack_is_quiet(stack: dict[s
 
 @pytest.mark.parametrize("target,alert", [(scrape.POSTGRES_EXPORTER, "PostgresScrapeFailing"),
                                           (scrape.PGBOUNCER_EXPORTER, "PgBouncerScrapeFailing"),
-                                          (scrape.REDIS_EXPORTER, "RedisScrapeFailing")])
+                                          (scrape.REDIS_EXPORTER, "RedisScrapeFailing"),
+                                          (APP, "ApiScrapeFailing")])
 def test_killing_an_exporter_fires_its_blindness_alert(stack: dict[str, Any], target: str, alert: str) -> None:
     prometheus: localservers.Prometheus = stack["prometheus"]
     exporter: Exporter = stack["exporters"][target]

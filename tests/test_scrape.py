@@ -271,3 +271,30 @@ def test_a_renamed_exporter_job_is_what_the_monitor_writes_and_the_alerts_read()
     assert monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == "celery"
     rules = render(profile).files["prometheus/alerts.yaml"]
     assert 'up{namespace="ai-platform", job="celery"} == 0' in rules
+
+
+def test_the_app_is_scraped_by_its_pod_labels_and_port_and_watched() -> None:
+    """The app is the user's Deployment: the PodMonitor selects its pods by app.metrics.pod_labels, scrapes the
+    named port and path, and writes job=app.deployment, the job every API alert and its blindness alerts read."""
+    profile = variant("prod", {"app": {"deployment": "web", "metrics": {
+        "port": "metrics", "path": "/internal/metrics", "pod_labels": {"app": "web", "tier": "api"}}}})
+    objects = objects_of(profile)
+    [monitor] = [o for o in of_kind(objects, "PodMonitor") if o["metadata"]["name"] == "web"]
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/internal/metrics")
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app": "web", "tier": "api"}
+    assert endpoint["relabelings"] == [{"targetLabel": "job", "replacement": "web", "action": "replace"}]
+    assert "web" in jobs_scraped(profile, objects)
+    names = {a.name: a.expr for a in rules_of(profile)["blindness"]}
+    assert names["ApiScrapeFailing"] == 'up{namespace="ai-platform", job="web"} == 0'
+    assert names["ApiTargetMissing"] == 'absent(up{namespace="ai-platform", job="web"})'
+    assert 'job="web"' in next(a.expr for a in rules_of(profile)["api"] if a.name == "ApiErrorRateHigh")
+    # The unlabelled gauge exists from the app's start: watched; the labelled HTTP series appear on the first
+    # request (prometheus_client): their absence is an idle app, not blindness.
+    assert "ApiSeriesAbsent_app_db_pool_connections_in_use" in names
+    assert not any(n.startswith("ApiSeriesAbsent_http_") for n in names)
+    # By default the pods are selected by the Deployment's name label.
+    default = variant("prod", {"app": {"deployment": "web"}})
+    [monitor] = [o for o in of_kind(objects_of(default), "PodMonitor") if o["metadata"]["name"] == "web"]
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "web"}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http"
