@@ -44,6 +44,7 @@ from .base import SERIES as _SERIES
 from .base import relabel as _relabel
 from .transform import evaluation_interval_ms
 
+PROOF_MAX_STEPS = 1000  # the longest shape-built switch case, in evaluation steps (1m: every alert keeps them)
 _TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}")
 _SELECTOR = re.compile(r"([A-Za-z_:][\w:]*)\{([^{}]*)\}")
 _MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
@@ -293,11 +294,13 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
         out.append((f"exactly at {strict.group(2)}", {series: gauge_values(float(strict.group(2)), samples)},
                     False, (active, fires_at)))
     windows = set(_WINDOW.findall(alert.expr))
-    if len(windows) == 1 and not alert.records:
-        window_ms = int(windows.pop()) * 60_000
-        held = fires_at - active
-        steps = 3 * window_ms // interval
-        check = steps * interval + window_ms + held + interval
+    window_ms = int(next(iter(windows))) * 60_000 if len(windows) == 1 else 0
+    held = fires_at - active
+    steps = 3 * window_ms // interval
+    check = steps * interval + window_ms + held + interval
+    # Like the burn-rate threshold cases, the switches are kept where they last at most PROOF_MAX_STEPS
+    # evaluations: each one is a test group promtool evaluates every rule over, step by step.
+    if window_ms and not alert.records and check // interval <= PROOF_MAX_STEPS:
         switched = _switch(good, bad, steps, (check - steps * interval) // interval + 2)
         if switched is not None:
             out.append((f"healthy for {units.format_duration(3 * window_ms)}, then past the threshold", switched, True,
