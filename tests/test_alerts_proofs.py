@@ -69,6 +69,10 @@ CASES = [
     ("WorkerDefaultNoConsumers", "> 0", ">= 0", 0),
     # the queue wait proved 2% either side
     ("WorkerDefaultQueueWaitHigh", "> 300", "> 330", 0),
+    # a rate 1% past its threshold: one moved up 5% never fires
+    ("RedisEvictionsHigh", "> 8.33333333333", "> 8.75", 0),
+    # the app's own target: its job matcher dropped, another job's up 0 fires it
+    ("ApiScrapeFailing", ', job="api"', "", 0),
 ]
 
 

@@ -55,6 +55,8 @@ _GAUGE = re.compile(rf"^({_NUMBER})x(\d+)$")
 _COUNTER = re.compile(rf"^0\+({_NUMBER})x(\d+)$")
 _STRICT = re.compile(r"^(?:(?:sum|max|min) by \([^)]*\) \()?[A-Za-z_:][\w:]*\{[^{}]*\}\)? (>|<) (" + _NUMBER + ")$")
 _WINDOW = re.compile(r"\[(\d+)m\]")
+_RATE = re.compile(r"^(?:sum|max) by \([^)]*\) \(rate\([A-Za-z_:][\w:]*\{[^{}]*\}\[(\d+)m\]\)\) > (" + _NUMBER + ")$")
+JUST_PAST = 1.01  # a rate alert's case near its threshold: 1% past it, once the window is full
 _INCREASE = re.compile(r"^(?:sum|max) by \([^)]*\) \(increase\([A-Za-z_:][\w:]*\{[^{}]*\}\[(\d+)m\]\)\) > 0$")
 
 
@@ -319,6 +321,16 @@ def variants(alert: Alert, bad: dict[str, str], good: dict[str, str],
             out.append((f"far on the healthy side for {units.format_duration(3 * window_ms)}, then just past "
                         f"the threshold: not yet {units.format_duration(held + interval)} later", switched, False,
                         (early,)))
+    rate = _RATE.match(alert.expr)
+    if rate and float(rate.group(2)) > 0 and len(bad) == 1 and _COUNTER.match(next(iter(bad.values()))):
+        # The main proof's rate sits well past the threshold (so that it holds exactly once the window is full):
+        # 1% past it, the expression holds once the window has (nearly) filled, and a threshold moved up by a
+        # few percent never does.
+        window_ms = int(rate.group(1)) * 60_000
+        check = ceil_to(window_ms, interval) + (fires_at - active) + interval
+        per_step = float(rate.group(2)) * JUST_PAST * interval / 1000
+        out.append((f"{num((JUST_PAST - 1) * 100)}% past the threshold, once the window is full",
+                    {next(iter(bad)): f"0+{num(per_step)}x{check // interval + 1}"}, True, (check,)))
     inc = _INCREASE.match(alert.expr)
     if inc and len(bad) == 1 and _COUNTER.match(next(iter(bad.values()))):
         window_ms = int(inc.group(1)) * 60_000
